@@ -1,0 +1,24 @@
+"""Errors the builder reports to users: each says which file and what is wrong, in one line."""
+
+from __future__ import annotations
+
+
+class BuilderError(Exception):
+    """Base class: the CLI prints these as one line and exits non-zero."""
+
+
+class CatalogError(BuilderError):
+    """A catalogue file is missing, unsafe or invalid (names file, entry and field)."""
+
+
+class SourceError(BuilderError):
+    """A raw input trial cannot be read or does not meet its adapter's assumptions."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class StoreError(BuilderError):
+    """A store cannot be opened, or a build is under way or incomplete."""

@@ -1,0 +1,1 @@
+"""Signal processing: pure functions from source signals to stride records."""

@@ -1,0 +1,135 @@
+"""Typed records passed between the pipeline stages.
+
+catalogue --TrialSpec--> source adapter --TrialRecording--> processing --StrideBatch--> store
+
+Arrays carry their sampling rate, start time and units (as pyomeca / kineticstoolkit do), so a
+processing function never has to guess what a number means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from builder.conventions import EmgKind, Side
+
+
+@dataclass(frozen=True)
+class TimeSeries:
+    """Uniformly sampled samples along axis 0, with the rate and units that give them meaning."""
+
+    data: np.ndarray  # (T, ...) float
+    rate_hz: float
+    start_s: float  # time of data[0] in the source file's own time base (absolute seconds)
+    units: str
+
+    def __post_init__(self) -> None:
+        if self.data.ndim < 1:
+            raise ValueError("a time series needs a time axis")
+        if not self.rate_hz > 0:
+            raise ValueError(f"sampling rate must be positive, got {self.rate_hz}")
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def end_s(self) -> float:
+        """Time of the last sample."""
+        return self.start_s + (self.n_samples - 1) / self.rate_hz
+
+    def times(self) -> np.ndarray:
+        return self.start_s + np.arange(self.n_samples) / self.rate_hz
+
+
+@dataclass(frozen=True)
+class SideRecording:
+    """Everything one leg contributes to a trial, already in the canonical conventions.
+
+    - ``emg``: (T, 13) in volts at the source's native rate; a muscle the source does not
+      record is a NaN column (never zeros). For ``emg_kind == "envelope"`` it holds envelopes.
+    - ``kinematics``: (T, 3, 3) degrees, dims (joint, plane), canonical signs; NaN where absent.
+    - ``kinetics``: (T, 3, 3) internal moments in N·m/kg; NaN where absent.
+    - ``heel_strikes_s`` / ``toe_offs_s``: event times in the source time base, sorted.
+    - ``kinetics_valid_s``: (K, 2) time windows in which the kinetics are trustworthy (e.g. the
+      foot was on a force plate); ``None`` means the whole recording.
+    """
+
+    side: Side
+    emg: TimeSeries | None
+    kinematics: TimeSeries | None
+    kinetics: TimeSeries | None
+    heel_strikes_s: np.ndarray
+    toe_offs_s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    kinetics_valid_s: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class TrialRecording:
+    """What a source adapter returns for one trial."""
+
+    sides: tuple[SideRecording, ...]
+    emg_kind: EmgKind
+    event_source: str  # "events", "force_plate", "kinematics", "force_plate+kinematics", ...
+    mains_hz: float | None = None  # mains frequency where the recording may carry hum
+    notes: tuple[str, ...] = ()  # non-fatal findings, copied into the build report
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One row of the trial table: a raw trial and everything needed to build it.
+
+    Picklable and hashable by content, so it can travel to Dask workers and key their results.
+    """
+
+    source: str  # catalogue entry name
+    adapter: str  # registered adapter name (the catalogue's ``driver``)
+    url: str  # fsspec URL of the trial's main file
+    dataset: str
+    subject: str
+    activity: str
+    trial: str
+    subtrial: str = ""
+    speed_mps: float = float("nan")
+    incline_deg: float = 0.0
+    condition: str = ""
+    population: str = "healthy"
+    licence: str = ""
+    citation: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # adapter options (validated)
+    processing: dict[str, Any] = field(default_factory=dict)  # EMG processing settings
+    storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name for progress and reports."""
+        return f"{self.dataset}/{self.subject}/{self.trial}"
+
+
+@dataclass(frozen=True)
+class StrideBatch:
+    """All strides of one trial in store layout (N strides), before subject normalisation.
+
+    ``emg`` rows of all strides are concatenated; stride i is rows
+    ``emg_offsets[i]:emg_offsets[i+1]``. EMG is in volts here; the store divides by the
+    per-subject scale at write time and keeps the scale.
+    """
+
+    emg: np.ndarray  # (ΣT, 13) float32 at 1 kHz
+    emg_offsets: np.ndarray  # (N + 1,) int64
+    emg_envelope: np.ndarray  # (N, 200, 13) float32
+    kinematics: np.ndarray  # (N, 200, 3, 3) float32
+    kinetics: np.ndarray  # (N, 200, 3, 3) float32
+    emg_mask: np.ndarray  # (N, 13) bool
+    kinematics_mask: np.ndarray  # (N, 3, 3) bool
+    kinetics_mask: np.ndarray  # (N, 3, 3) bool
+    envelope_peak: np.ndarray  # (N, 13) float32, volts; NaN where the channel is absent
+    side: np.ndarray  # (N,) '<U1'
+    start_s: np.ndarray  # (N,) float64, source time base
+    duration_s: np.ndarray  # (N,) float64
+
+    @property
+    def n_strides(self) -> int:
+        return int(self.side.shape[0])

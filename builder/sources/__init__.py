@@ -1,0 +1,41 @@
+"""Source adapters, one per raw format or dataset, registered by name (xarray-backend style)."""
+
+from __future__ import annotations
+
+from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+
+_REGISTRY: dict[str, type[SourceAdapter]] = {}
+
+
+def register_adapter(cls: type[SourceAdapter]) -> type[SourceAdapter]:
+    """Class decorator: make ``cls`` available to catalogues as ``driver: <cls.name>``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"two source adapters are registered as {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_adapter(name: str) -> SourceAdapter:
+    """The adapter registered as ``name``; ``KeyError`` names the ones that exist."""
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise KeyError(f"no source adapter named {name!r} (available: {known})") from None
+
+
+def available_adapters() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# Adapters register themselves on import.
+from builder.sources import c3d as _c3d  # noqa: E402, F401
+
+__all__ = [
+    "AdapterOptions",
+    "FileAccess",
+    "SourceAdapter",
+    "available_adapters",
+    "get_adapter",
+    "register_adapter",
+]

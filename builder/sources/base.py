@@ -1,0 +1,52 @@
+"""What every source adapter is: a name, an options model, and ``read_trial``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import fsspec
+from pydantic import BaseModel, ConfigDict
+
+from builder.records import TrialRecording, TrialSpec
+
+
+class AdapterOptions(BaseModel):
+    """Base for an adapter's catalogue ``args`` (besides ``urlpath``); unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileAccess:
+    """Opens trial files for adapters, whatever the URL's protocol.
+
+    Libraries that need a real local file (ezc3d, h5py) get one through fsspec's cache.
+    """
+
+    def __init__(self, storage_options: dict | None = None) -> None:
+        self.storage_options = dict(storage_options or {})
+
+    def local_path(self, url: str) -> str:
+        protocol, _ = fsspec.core.split_protocol(url)
+        if protocol in (None, "file", "local"):
+            return fsspec.core.strip_protocol(url)
+        return fsspec.open_local(f"simplecache::{url}", **{protocol: self.storage_options})
+
+    def open(self, url: str, mode: str = "rb"):
+        return fsspec.open(url, mode, **self.storage_options).open()
+
+
+class SourceAdapter(ABC):
+    """Reads one raw trial and converts it to the canonical conventions.
+
+    Subclasses set ``name`` (the catalogue ``driver``) and ``options_model`` and are registered
+    with :func:`builder.sources.register_adapter`. ``read_trial`` raises
+    :class:`builder.errors.SourceError` naming the file and the broken assumption.
+    """
+
+    name: ClassVar[str]
+    options_model: ClassVar[type[AdapterOptions]] = AdapterOptions
+
+    @abstractmethod
+    def read_trial(self, spec: TrialSpec, files: FileAccess) -> TrialRecording:
+        """Read ``spec.url`` (and any sibling files) into a :class:`TrialRecording`."""
