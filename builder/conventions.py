@@ -102,7 +102,9 @@ def moment_factor(unit: str, body_mass_kg: float | None = None) -> float:
     try:
         to_nm, per_kg = _MOMENT_TO_NM[_normalise_unit(unit).replace(".", "")]
     except KeyError:
-        raise ValueError(f"unknown moment unit {unit!r} (known: N.m/kg, N.mm/kg, N.m, N.mm)") from None
+        raise ValueError(
+            f"unknown moment unit {unit!r} (known: N.m/kg, N.mm/kg, N.m, N.mm)"
+        ) from None
     if per_kg:
         return to_nm
     if body_mass_kg is None or not body_mass_kg > 0:

@@ -98,6 +98,8 @@ class TrialSpec:
     population: str = "healthy"
     licence: str = ""
     citation: str = ""
+    emg_kind: EmgKind = "raw"
+    file_id: str = ""  # changes when the file changes (size + ETag/mtime)
     options: dict[str, Any] = field(default_factory=dict)  # adapter options (validated)
     processing: dict[str, Any] = field(default_factory=dict)  # EMG processing settings
     storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

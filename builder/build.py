@@ -1,0 +1,471 @@
+"""Orchestration: catalogue → Dask tasks per trial → planned region writes → publish.
+
+This module only wires the stages together; each stage's logic lives in its own module.
+
+1. expand the catalogue into the trial table and key every trial by content;
+2. process unfinished trials on Dask workers (read → EMG chain → strides), each staging its
+   result beside the store; one bad trial becomes a report entry, the build goes on;
+3. plan the layout on the client, write the template once, and let workers write whole
+   regions; verify every chunk exists, write the HDF5 index and the report, consolidate;
+4. move the output pointer to the new version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import zarr
+from dask.distributed import Client, LocalCluster, as_completed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import builder
+from builder.catalog import UnavailableSource, expand_trials, load_catalog
+from builder.conventions import JOINTS, MUSCLES, PLANES
+from builder.errors import BuilderError, SourceError, StoreError
+from builder.processing.emg import EmgProcessing
+from builder.processing.trial import build_strides
+from builder.records import TrialSpec
+from builder.sources import FileAccess, get_adapter
+from builder.store.index_hdf5 import write_stride_index
+from builder.store.layout import (
+    INDEX_NAME,
+    REPORT_NAME,
+    ChunkLayout,
+    create_template,
+    expected_chunk_keys,
+)
+from builder.store.staging import Staging, TrialOutcome, trial_key
+from builder.store.versions import VersionedOutput
+from builder.store.writer import (
+    StorePlan,
+    emg_regions,
+    plan_store,
+    stride_regions,
+    write_emg_region,
+    write_stride_region,
+)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    output: str = "gait.zarr"
+    workers: int | None = None  # LocalCluster worker processes (default: CPU count)
+    cluster: str | None = None  # address of an existing Dask scheduler
+    fresh: bool = False  # discard staged trial results and build a new version
+    layout: ChunkLayout = field(default_factory=ChunkLayout)
+    keep_versions: int = 2
+    progress: bool = True
+    dashboard_address: str | None = ":8787"
+    variables: dict[str, str] = field(default_factory=dict)  # catalogue template variables
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    output: str
+    version: str
+    n_strides: int
+    n_trials_built: int
+    n_trials_left_out: int
+    up_to_date: bool
+    report: dict[str, Any]
+
+
+def build(catalog_path: str, options: BuildOptions, console: Console | None = None) -> BuildResult:
+    """Build (or resume, or confirm up to date) the store described by a catalogue."""
+    console = console or Console(stderr=True)
+    catalog = load_catalog(catalog_path, options.variables)
+    specs, unavailable = expand_trials(catalog, options.storage_options)
+    for source in unavailable:
+        console.print(f"[yellow]source {source.source!r} skipped:[/] {source.reason}")
+    trials = {trial_key(spec): spec for spec in specs}
+    fingerprint = _fingerprint(trials, options.layout)
+
+    output = VersionedOutput(options.output, options.storage_options)
+    staging = Staging(options.output, options.storage_options)
+    manifest = staging.read_manifest()
+    published = output.published()
+    if (
+        not options.fresh
+        and published is not None
+        and manifest.get("published") == published
+        and manifest.get("published_fingerprint") == fingerprint
+    ):
+        report = _read_report(output.version_path(published))
+        console.print(f"{options.output} is up to date (version {published}); nothing to do.")
+        return _result(options.output, published, report, up_to_date=True)
+
+    if options.fresh:
+        staging.clear_trials()
+    version = manifest.get("in_progress")
+    resuming = (
+        not options.fresh
+        and version is not None
+        and manifest.get("in_progress_fingerprint") == fingerprint
+        and os.path.isdir(output.version_path(version))
+    )
+    if not resuming:
+        if version and version != published:
+            output.discard(version)
+        version = output.new_version()
+    manifest.update(
+        output=options.output,
+        in_progress=version,
+        in_progress_fingerprint=fingerprint,
+        catalog=str(catalog_path),
+        started=_now(),
+        state="processing",
+    )
+    staging.write_manifest(manifest)
+    console.print(
+        f"{'Resuming' if resuming else 'Building'} {options.output} version {version}: "
+        f"{len(trials)} trials from {catalog_path}"
+    )
+
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+    with _dask_client(options) as client:
+        console.print(f"Dask dashboard: {client.dashboard_link}")
+        timings["cluster_start"] = time.perf_counter() - clock
+        outcomes = _process_trials(client, trials, staging, console, options.progress)
+        timings["processing"] = time.perf_counter() - clock - timings["cluster_start"]
+        manifest["state"] = "writing"
+        staging.write_manifest(manifest)
+        plan = plan_store(trials, outcomes)
+        report = _report(
+            catalog_path, catalog.sha256, version, fingerprint, trials, outcomes, unavailable, plan
+        )
+        if plan.n_strides == 0:
+            staging.write_manifest({**manifest, "state": "failed", "last_report": report})
+            raise BuilderError(
+                f"{catalog_path}: no trial produced a stride, nothing to publish "
+                f"({len(report['trials_left_out'])} left out; first reason: "
+                f"{_first_reason(report)})"
+            )
+        version_path = output.version_path(version)
+        clock = time.perf_counter()
+        _write_store(client, version_path, plan, staging, options, console)
+        timings["writing"] = time.perf_counter() - clock
+
+    report["timings_s"] = timings
+    _finalise(version_path, plan, report, catalog_path)
+    output.publish(version)
+    manifest.update(
+        published=version,
+        published_fingerprint=fingerprint,
+        in_progress=None,
+        in_progress_fingerprint=None,
+        state="published",
+        finished=_now(),
+    )
+    staging.write_manifest(manifest)
+    output.prune(options.keep_versions)
+    console.print(
+        f"Published {options.output} -> version {version}: {plan.n_strides} strides from "
+        f"{report['n_trials_built']} trials; {report['n_trials_left_out']} left out."
+    )
+    return _result(options.output, version, report, up_to_date=False)
+
+
+# --- stage 2: trials ----------------------------------------------------------------------
+
+
+def process_trial(spec: TrialSpec, key: str, staging: Staging) -> TrialOutcome:
+    """Worker task: read, process and stage one trial. Never raises for bad input."""
+    try:
+        recording = get_adapter(spec.adapter).read_trial(spec, FileAccess(spec.storage_options))
+        batch, notes = build_strides(recording, EmgProcessing.model_validate(spec.processing))
+        if batch.n_strides == 0:
+            detail = "; ".join(notes) if notes else "no heel-strike pairs"
+            raise SourceError(spec.url, f"no complete stride ({detail})")
+        staging.save_batch(key, batch)
+        outcome = TrialOutcome.from_batch(key, batch, notes, recording.event_source)
+    except SourceError as exc:
+        outcome = TrialOutcome(key, ok=False, reason=exc.problem)
+    except (OSError, TimeoutError, MemoryError) as exc:
+        # Possibly passing (I/O, memory): reported now, retried by the next run.
+        outcome = TrialOutcome(key, ok=False, reason=f"{type(exc).__name__}: {exc}", retry=True)
+    except Exception as exc:  # one bad input must never stop the build
+        outcome = TrialOutcome(key, ok=False, reason=f"{type(exc).__name__}: {exc}")
+    staging.save_outcome(outcome)
+    return outcome
+
+
+def _process_trials(
+    client: Client,
+    trials: dict[str, TrialSpec],
+    staging: Staging,
+    console: Console,
+    show_progress: bool,
+) -> dict[str, TrialOutcome]:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        staged = dict(zip(trials, pool.map(staging.load_outcome, trials), strict=True))
+    outcomes = {k: o for k, o in staged.items() if o is not None and not o.retry}
+    todo = [k for k in trials if k not in outcomes]
+    if outcomes:
+        console.print(f"{len(outcomes)} trials already processed; {len(todo)} to go.")
+    futures = {
+        client.submit(process_trial, trials[k], k, staging, key=f"trial-{k}", pure=False): k
+        for k in todo
+    }
+
+    def on_error(key: str, exc: BaseException) -> None:
+        # The task itself never raises, so this is the worker process dying under it.
+        outcomes[key] = TrialOutcome(
+            key, ok=False, reason=f"worker failed: {type(exc).__name__}: {exc}", retry=True
+        )
+
+    for key, outcome in _track(futures, "processing trials", console, show_progress, on_error):
+        outcomes[key] = outcome
+    return outcomes
+
+
+# --- stage 3: store ---------------------------------------------------------------------
+
+
+def _write_store(
+    client: Client,
+    version_path: str,
+    plan: StorePlan,
+    staging: Staging,
+    options: BuildOptions,
+    console: Console,
+) -> None:
+    group = zarr.open_group(version_path, mode="w", zarr_format=3)  # the template, once
+    create_template(group, plan.n_strides, plan.n_rows, options.layout)
+    futures = {}
+    for i, region in enumerate(stride_regions(plan, options.layout)):
+        table = {name: column[region] for name, column in plan.table.items()}
+        future = client.submit(
+            write_stride_region,
+            version_path,
+            region,
+            plan.stride_pieces(region),
+            table,
+            plan.stride_starts[region],
+            plan.stride_ends[region],
+            staging,
+            key=f"write-strides-{i}-{os.path.basename(version_path)}",
+            pure=False,
+        )
+        futures[future] = f"strides {region.start}:{region.stop}"
+    for i, region in enumerate(emg_regions(plan, options.layout)):
+        future = client.submit(
+            write_emg_region,
+            version_path,
+            region,
+            plan.row_pieces(region),
+            staging,
+            key=f"write-emg-{i}-{os.path.basename(version_path)}",
+            pure=False,
+        )
+        futures[future] = f"EMG rows {region.start}:{region.stop}"
+
+    failures = []
+
+    def on_error(region: str, exc: BaseException) -> None:
+        failures.append(f"{region}: {type(exc).__name__}: {exc}")
+
+    for _ in _track(futures, "writing store", console, options.progress, on_error):
+        pass
+    if failures:
+        raise StoreError(f"{version_path}: writing failed, nothing published ({failures[0]})")
+    missing = expected_chunk_keys(zarr.open_group(version_path, mode="r")) - _stored_keys(
+        version_path
+    )
+    if missing:
+        raise StoreError(
+            f"{version_path}: {len(missing)} expected chunk(s) missing after writing "
+            f"(e.g. {sorted(missing)[0]}); nothing published, re-run to finish"
+        )
+
+
+def _stored_keys(version_path: str) -> set[str]:
+    keys = set()
+    for directory, _, files in os.walk(version_path):
+        for name in files:
+            keys.add(
+                os.path.relpath(os.path.join(directory, name), version_path).replace(os.sep, "/")
+            )
+    return keys
+
+
+def _finalise(
+    version_path: str, plan: StorePlan, report: dict[str, Any], catalog_path: str
+) -> None:
+    """Attributes, then metadata consolidated exactly once, then the index and the report.
+
+    The two non-Zarr files are added after consolidation so that zarr never walks over them.
+    """
+    group = zarr.open_group(version_path, mode="r+")
+    group.attrs.update(
+        {
+            "title": "gait stride store",
+            "builder_version": builder.__version__,
+            "build_version": report["version"],
+            "created": report["created"],
+            "catalog": catalog_path,
+            "catalog_sha256": report["catalog_sha256"],
+            "n_strides": plan.n_strides,
+            "n_trials": report["n_trials_built"],
+            "joints": list(JOINTS),
+            "planes": list(PLANES),
+            "muscles": list(MUSCLES),
+            "sign_convention": (
+                "flexion/dorsiflexion, adduction and internal rotation positive; "
+                "moments are internal net joint moments with the same axis signs"
+            ),
+            "emg_normalisation": (
+                "emg and emg_envelope are divided by emg_scale: per subject and muscle, the "
+                "median over strides of the envelope peak (volts); multiply to undo"
+            ),
+            "build_report": REPORT_NAME,
+            "stride_index": INDEX_NAME,
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(version_path)
+    with tempfile.TemporaryDirectory() as tmp:  # h5py needs a local file; copy it after
+        local = os.path.join(tmp, INDEX_NAME)
+        write_stride_index(local, plan.stride_starts, plan.stride_ends, plan.table)
+        shutil.copyfile(local, os.path.join(version_path, INDEX_NAME))
+    with open(os.path.join(version_path, REPORT_NAME), "w") as f:
+        json.dump(report, f, indent=2)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _dask_client(options: BuildOptions) -> Iterator[Client]:
+    if options.cluster:
+        with Client(options.cluster) as client:
+            yield client
+        return
+    workers = options.workers or os.cpu_count() or 1
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=options.dashboard_address,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _track(
+    futures: dict[Any, Any],
+    description: str,
+    console: Console,
+    show_progress: bool,
+    on_error: Callable[[Any, BaseException], None],
+) -> Iterator[tuple[Any, Any]]:
+    """Yield (label, result) as futures finish, with a progress bar; errors go to on_error."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=not show_progress, transient=False) as bar:
+        task = bar.add_task(description, total=len(futures))
+        for future in as_completed(list(futures)):
+            label = futures[future]
+            try:
+                yield label, future.result()
+            except Exception as exc:
+                on_error(label, exc)
+            finally:
+                future.release()
+                bar.advance(task)
+
+
+def _fingerprint(trials: dict[str, TrialSpec], layout: ChunkLayout) -> str:
+    text = json.dumps([sorted(trials), asdict(layout), builder.__version__])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _report(
+    catalog_path: str,
+    catalog_sha: str,
+    version: str,
+    fingerprint: str,
+    trials: dict[str, TrialSpec],
+    outcomes: dict[str, TrialOutcome],
+    unavailable: list[UnavailableSource],
+    plan: StorePlan,
+) -> dict[str, Any]:
+    built, left_out = [], []
+    for key, spec in trials.items():
+        outcome = outcomes.get(key)
+        entry = {"trial": spec.label, "source": spec.source, "url": spec.url}
+        if outcome is not None and outcome.ok:
+            built.append(
+                {
+                    **entry,
+                    "strides": outcome.n_strides,
+                    "events": outcome.event_source,
+                    "notes": list(outcome.notes),
+                }
+            )
+        else:
+            reason = outcome.reason if outcome is not None else "not processed"
+            left_out.append({**entry, "reason": reason})
+    return {
+        "version": version,
+        "created": _now(),
+        "builder_version": builder.__version__,
+        "catalog": str(catalog_path),
+        "catalog_sha256": catalog_sha,
+        "fingerprint": fingerprint,
+        "n_strides": plan.n_strides,
+        "n_trials_built": len(built),
+        "n_trials_left_out": len(left_out),
+        "trials_built": built,
+        "trials_left_out": left_out,
+        "sources_unavailable": [asdict(u) for u in unavailable],
+    }
+
+
+def _read_report(version_path: str) -> dict[str, Any]:
+    with open(os.path.join(version_path, REPORT_NAME)) as f:
+        return json.load(f)
+
+
+def _result(output: str, version: str, report: dict[str, Any], *, up_to_date: bool) -> BuildResult:
+    return BuildResult(
+        output=output,
+        version=version,
+        n_strides=report["n_strides"],
+        n_trials_built=report["n_trials_built"],
+        n_trials_left_out=report["n_trials_left_out"],
+        up_to_date=up_to_date,
+        report=report,
+    )
+
+
+def _first_reason(report: dict[str, Any]) -> str:
+    left = report["trials_left_out"]
+    return f"{left[0]['trial']}: {left[0]['reason']}" if left else "no trials matched"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,369 @@
+"""Catalogue: YAML (intake v1 shape) describing raw sources, expanded into a trial table.
+
+A catalogue is ``sources:`` → entry → ``driver`` (a registered adapter), ``args`` (``urlpath``
+plus the adapter's options) and ``metadata`` (dataset, licence, citation, fields, …)::
+
+    sources:
+      demo:
+        driver: c3d
+        args:
+          urlpath: "{{ demo_root }}/{subject}/{activity}_v{speed_mps}_i{incline_deg}_{trial}.c3d"
+          kinematics: plug-in-gait
+        metadata: {dataset: demo, licence: CC0-1.0, citation: "…", fields: {speed_mps: float}}
+
+``{{ name }}`` is a template (``demo_root``, ``CATALOG_DIR``, ``env(VAR)``); ``{field}`` is a
+trial-table column parsed from each matching path. The YAML is read with a safe loader and
+every error names the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import fsspec
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from builder.conventions import ACTIVITIES, EmgKind
+from builder.errors import CatalogError
+from builder.processing.emg import EmgProcessing
+from builder.records import TrialSpec
+from builder.sources import get_adapter
+
+# Trial-table columns a path pattern may fill, and their types.
+_COLUMN_TYPES: dict[str, type] = {
+    "subject": str,
+    "activity": str,
+    "trial": str,
+    "subtrial": str,
+    "speed_mps": float,
+    "incline_deg": float,
+    "condition": str,
+    "population": str,
+}
+_TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+class ProcessingOverrides(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    emg: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("emg")
+    @classmethod
+    def _valid_emg_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        EmgProcessing.model_validate(value)  # fail early, with the setting's name
+        return value
+
+
+class SourceMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = Field(min_length=1)
+    licence: str = Field(min_length=1)
+    citation: str = Field(min_length=1)
+    population: str = "healthy"
+    condition: str = ""
+    emg_kind: EmgKind = "raw"
+    fields: dict[str, Literal["str", "float", "int"]] = Field(default_factory=dict)
+    activity_map: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, str | float] = Field(default_factory=dict)
+    processing: ProcessingOverrides = Field(default_factory=ProcessingOverrides)
+    homepage: str = ""
+    notes: str = ""
+
+    @field_validator("activity_map")
+    @classmethod
+    def _controlled_vocabulary(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted({v for v in value.values() if v not in ACTIVITIES})
+        if bad:
+            raise ValueError(f"activities {bad} are not in the vocabulary {list(ACTIVITIES)}")
+        return value
+
+    @field_validator("defaults")
+    @classmethod
+    def _known_columns(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(_COLUMN_TYPES))
+        if unknown:
+            raise ValueError(f"unknown columns {unknown}; columns are {sorted(_COLUMN_TYPES)}")
+        return value
+
+
+class SourceEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    driver: str = Field(min_length=1)
+    description: str = ""
+    args: dict[str, Any]
+    metadata: SourceMetadata
+
+    @field_validator("args")
+    @classmethod
+    def _has_urlpath(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("urlpath"), str) or not value["urlpath"]:
+            raise ValueError("args.urlpath (the source's file pattern) is required")
+        fields = set(_FIELD.findall(_TEMPLATE.sub("", value["urlpath"])))
+        unknown = sorted(fields - set(_COLUMN_TYPES))
+        if unknown:
+            raise ValueError(
+                f"urlpath fields {unknown} are not trial-table columns {sorted(_COLUMN_TYPES)}"
+            )
+        return value
+
+
+class _CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    sources: dict[str, SourceEntry]
+
+
+@dataclass(frozen=True)
+class UnavailableSource:
+    """A catalogue entry that produced no trials, and why (goes into the build report)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Catalog:
+    path: str
+    description: str
+    sources: dict[str, SourceEntry]
+    processing: ProcessingOverrides
+    sha256: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def bundled_catalog(name: str) -> Path:
+    """A catalogue shipped with builder (``catalogs/<name>.yaml``), from a checkout or a wheel."""
+    for folder in (
+        Path(__file__).resolve().parent.parent / "catalogs",
+        Path(__file__).parent / "_catalogs",
+    ):
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise CatalogError(f"no bundled catalogue named {name!r}")
+
+
+def load_catalog(
+    path: str | os.PathLike[str], variables: Mapping[str, str] | None = None
+) -> Catalog:
+    """Read and validate a catalogue file; raise :class:`CatalogError` naming the problem."""
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            raw_bytes = f.read()
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read catalogue ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML ({_one_line(str(exc))})") from None
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{path}: a catalogue is a mapping with a 'sources:' key")
+    try:
+        parsed = _CatalogFile.model_validate(raw)
+        processing = ProcessingOverrides.model_validate(parsed.metadata.get("processing", {}))
+    except ValidationError as exc:
+        raise CatalogError(_describe_validation_error(path, exc)) from None
+    variables = {"CATALOG_DIR": str(Path(path).resolve().parent), **(variables or {})}
+    return Catalog(
+        path=path,
+        description=str(parsed.metadata.get("description", "")),
+        sources=parsed.sources,
+        processing=processing,
+        sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        variables=variables,
+    )
+
+
+def expand_trials(
+    catalog: Catalog, storage_options: Mapping[str, Any] | None = None
+) -> tuple[list[TrialSpec], list[UnavailableSource]]:
+    """The trial table: one :class:`TrialSpec` per matching file, sorted deterministically.
+
+    Entries that cannot produce trials (no such adapter yet, no files, pattern unreachable)
+    are returned as :class:`UnavailableSource` instead of raising, so that one missing dataset
+    never stops the others from building.
+    """
+    trials: list[TrialSpec] = []
+    unavailable: list[UnavailableSource] = []
+    for name, entry in sorted(catalog.sources.items()):
+        try:
+            trials.extend(_expand_source(catalog, name, entry, dict(storage_options or {})))
+        except _Unavailable as exc:
+            unavailable.append(UnavailableSource(name, str(exc)))
+    trials.sort(key=lambda t: (t.dataset, t.subject, t.url))
+    return trials, unavailable
+
+
+class _Unavailable(Exception):
+    pass
+
+
+def _expand_source(
+    catalog: Catalog, name: str, entry: SourceEntry, storage_options: dict[str, Any]
+) -> list[TrialSpec]:
+    where = f"{catalog.path}: source {name!r}"
+    try:
+        adapter = get_adapter(entry.driver)
+    except KeyError as exc:
+        raise _Unavailable(f"no adapter for driver {entry.driver!r} yet ({exc.args[0]})") from None
+    adapter_args = {k: v for k, v in entry.args.items() if k != "urlpath"}
+    try:
+        options = adapter.options_model.model_validate(adapter_args)
+    except ValidationError as exc:
+        raise CatalogError(_describe_validation_error(where, exc, prefix="args")) from None
+    try:
+        processing = EmgProcessing.model_validate(
+            {**catalog.processing.emg, **entry.metadata.processing.emg}
+        )
+    except ValidationError as exc:
+        raise CatalogError(
+            _describe_validation_error(where, exc, prefix="metadata.processing.emg")
+        ) from None
+
+    urlpath = _render_templates(entry.args["urlpath"], catalog.variables, where)
+    matches = _match_files(urlpath, storage_options)
+    if not matches:
+        raise _Unavailable(f"no files match {urlpath!r}")
+
+    meta = entry.metadata
+    specs = []
+    for url, fields, file_id in matches:
+        columns = {**meta.defaults, **fields}
+        columns = {
+            k: _convert(k, v, meta.fields.get(k), f"{where}: {url}") for k, v in columns.items()
+        }
+        activity = str(columns.get("activity", "other"))
+        activity = meta.activity_map.get(activity, activity)
+        if activity not in ACTIVITIES:
+            raise CatalogError(
+                f"{where}: {url}: activity {activity!r} is not in the vocabulary; "
+                f"map it in metadata.activity_map to one of {list(ACTIVITIES)}"
+            )
+        specs.append(
+            TrialSpec(
+                source=name,
+                adapter=entry.driver,
+                url=url,
+                dataset=meta.dataset,
+                subject=str(columns.get("subject", "")),
+                activity=activity,
+                trial=str(columns.get("trial", Path(url).stem)),
+                subtrial=str(columns.get("subtrial", "")),
+                speed_mps=float(columns.get("speed_mps", float("nan"))),
+                incline_deg=float(columns.get("incline_deg", 0.0)),
+                condition=str(columns.get("condition", meta.condition)),
+                population=str(columns.get("population", meta.population)),
+                licence=meta.licence,
+                citation=meta.citation,
+                emg_kind=meta.emg_kind,
+                file_id=file_id,
+                options=options.model_dump(mode="json"),
+                processing=processing.model_dump(mode="json"),
+                storage_options=storage_options,
+            )
+        )
+    return specs
+
+
+def _render_templates(text: str, variables: Mapping[str, str], where: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        expr = match.group(1)
+        env = re.fullmatch(r"env\((\w+)\)", expr)
+        if env:
+            value = os.environ.get(env.group(1))
+            if value is None:
+                raise _Unavailable(f"environment variable {env.group(1)} is not set")
+            return value
+        if expr not in variables:
+            raise CatalogError(f"{where}: unknown template variable {{{{ {expr} }}}}")
+        return variables[expr]
+
+    return _TEMPLATE.sub(substitute, text)
+
+
+def _match_files(
+    urlpath: str, storage_options: dict[str, Any]
+) -> list[tuple[str, dict[str, str], str]]:
+    """Files matching ``urlpath`` as (url, parsed fields, file identity), sorted by url."""
+    protocol, path = fsspec.core.split_protocol(urlpath)
+    fs = fsspec.filesystem(protocol or "file", **storage_options)
+    glob_pattern = _FIELD.sub("*", path)
+    regex = re.compile(_pattern_regex(path) + r"\Z")
+    try:
+        found = fs.glob(glob_pattern, detail=True)
+    except (OSError, ValueError) as exc:
+        raise _Unavailable(f"cannot list {urlpath!r}: {exc}") from None
+    matches = []
+    for found_path, info in sorted(found.items()):
+        if info.get("type") == "directory":
+            continue
+        m = regex.search(found_path)
+        if m is None:
+            continue
+        url = found_path if protocol in (None, "file") else f"{protocol}://{found_path}"
+        matches.append((url, m.groupdict(), _file_identity(info)))
+    return matches
+
+
+def _pattern_regex(path: str) -> str:
+    """Regex for a path pattern: ``{field}`` captures one path segment's part, globs match."""
+    out, pos = [], 0
+    for m in re.finditer(r"\{(\w+)\}|\*\*|\*|\?", path):
+        out.append(re.escape(path[pos : m.start()]))
+        token = m.group(0)
+        if m.group(1):
+            out.append(f"(?P<{m.group(1)}>[^/]+?)")
+        elif token == "**":
+            out.append(".*")
+        elif token == "*":
+            out.append("[^/]*")
+        else:
+            out.append("[^/]")
+        pos = m.end()
+    out.append(re.escape(path[pos:]))
+    return "".join(out)
+
+
+def _file_identity(info: Mapping[str, Any]) -> str:
+    """What changes when a file changes: size plus ETag or modification time."""
+    stamp = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    return hashlib.sha256(json.dumps([info.get("size"), str(stamp)]).encode()).hexdigest()[:16]
+
+
+def _convert(column: str, value: Any, declared: str | None, where: str) -> Any:
+    kind = {"float": float, "int": int, "str": str}.get(declared or "", _COLUMN_TYPES[column])
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise CatalogError(f"{where}: field {column}={value!r} is not a {kind.__name__}") from None
+
+
+def _describe_validation_error(where: str, exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``file: source 'x': field.path: message``."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        if loc[:1] == ["sources"] and len(loc) > 1:
+            head, loc = f"source {loc[1]!r}: ", loc[2:]
+        else:
+            head = ""
+        dotted = ".".join([prefix, *loc] if prefix else loc) or "(top level)"
+        problems.append(f"{head}{dotted}: {_one_line(err['msg'])}")
+    return f"{where}: " + "; ".join(problems)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

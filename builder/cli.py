@@ -1,0 +1,189 @@
+"""Command line: ``python -m builder run | info | export-index`` (also installed as ``builder``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from builder.errors import BuilderError
+
+DEFAULT_OUTPUT = "gait.zarr"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        return int(args.handler(args) or 0)
+    except BuilderError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted; re-run the same command to resume")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="builder",
+        description="Build one clean, indexable gait stride store (Zarr v3) from raw gait datasets.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="build (or resume) a store from a catalogue; the built-in demo by default",
+        description=(
+            "Build the store described by a catalogue on a Dask cluster. With no --catalog, "
+            "generates the built-in demo's raw C3D files into a cache folder and builds them. "
+            "A re-run resumes an interrupted build; --fresh starts a new version from scratch."
+        ),
+    )
+    run.add_argument(
+        "--catalog", metavar="PATH", help="catalogue YAML (default: the built-in demo)"
+    )
+    run.add_argument(
+        "--output",
+        metavar="URL",
+        default=DEFAULT_OUTPUT,
+        help="store to write (default: %(default)s)",
+    )
+    run.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive_int,
+        help="local worker processes (default: CPU count)",
+    )
+    run.add_argument(
+        "--cluster", metavar="ADDRESS", help="existing Dask scheduler, e.g. tcp://host:8786"
+    )
+    run.add_argument(
+        "--fresh", action="store_true", help="ignore staged results; build a new version"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(handler=_run)
+
+    info = sub.add_parser(
+        "info",
+        help="what a store holds: strides per dataset, activity and side; the build report",
+        description="Print the stride counts of a store and its build report.",
+    )
+    info.add_argument("url", metavar="URL", help="store path or URL")
+    info.set_defaults(handler=_info)
+
+    export = sub.add_parser(
+        "export-index",
+        help="write the HDF5 stride index of a store",
+        description="Write stride_starts, stride_ends and stride_metadata/<column> to HDF5.",
+    )
+    export.add_argument("url", metavar="URL", help="store path or URL")
+    export.add_argument("--to", metavar="FILE.h5", required=True, help="HDF5 file to write")
+    export.set_defaults(handler=_export_index)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    from builder.build import BuildOptions, build
+    from builder.catalog import bundled_catalog
+
+    variables: dict[str, str] = {}
+    catalog = args.catalog
+    if catalog is None:
+        from builder.demo import ensure_demo_sources
+
+        console = Console(stderr=True)
+        console.print("Writing the built-in demo's raw sources (once, into the cache folder)…")
+        variables["demo_root"] = str(ensure_demo_sources())
+        catalog = str(bundled_catalog("demo"))
+    options = BuildOptions(
+        output=args.output,
+        workers=args.workers,
+        cluster=args.cluster,
+        fresh=args.fresh,
+        progress=not args.no_progress,
+        variables=variables,
+    )
+    build(catalog, options)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from builder.store.reader import read_report, stride_counts, stride_table
+
+    report = read_report(args.url)
+    counts = stride_counts(stride_table(args.url))
+    out = Console()
+    table = Table(title=f"{args.url} — version {report['version']}, {report['n_strides']} strides")
+    for column in ("dataset", "activity", "side", "strides", "% of total"):
+        table.add_column(column, justify="right" if column in ("strides", "% of total") else "left")
+    for dataset, group in counts.groupby("dataset", sort=True):
+        for row in group.itertuples():
+            table.add_row(
+                str(dataset), row.activity, row.side, f"{row.strides}", f"{row.percent:.1f}"
+            )
+        share = group["percent"].sum()
+        table.add_row(
+            f"[bold]{dataset}[/]",
+            "[bold]all[/]",
+            "",
+            f"[bold]{group['strides'].sum()}[/]",
+            f"[bold]{share:.1f}[/]",
+            end_section=True,
+        )
+    out.print(table)
+
+    out.print(
+        f"Build report: {report['n_trials_built']} trials built, "
+        f"{report['n_trials_left_out']} left out, "
+        f"{len(report['sources_unavailable'])} sources unavailable."
+    )
+    if report["trials_left_out"]:
+        left = Table(title="Trials left out")
+        left.add_column("trial")
+        left.add_column("reason")
+        for entry in report["trials_left_out"]:
+            left.add_row(entry["trial"], entry["reason"])
+        out.print(left)
+    if report["sources_unavailable"]:
+        gone = Table(title="Sources unavailable")
+        gone.add_column("source")
+        gone.add_column("reason")
+        for entry in report["sources_unavailable"]:
+            gone.add_row(entry["source"], entry["reason"])
+        out.print(gone)
+    return 0
+
+
+def _export_index(args: argparse.Namespace) -> int:
+    from builder.store.index_hdf5 import write_stride_index
+    from builder.store.reader import open_group, stride_table
+
+    group = open_group(args.url)
+    table = stride_table(args.url)
+    try:
+        write_stride_index(
+            args.to,
+            group["stride_starts"][:],
+            group["stride_ends"][:],
+            {name: table[name].to_numpy() for name in table.columns},
+        )
+    except OSError as exc:
+        raise BuilderError(f"{args.to}: cannot write HDF5 ({exc})") from None
+    Console(stderr=True).print(f"Wrote {args.to}: {len(table)} strides")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

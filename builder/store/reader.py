@@ -1,0 +1,72 @@
+"""Reading a built store: open it (with clear errors), its build report, its stride counts."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+
+from builder.errors import StoreError
+from builder.store.layout import REPORT_NAME, TABLE_COLUMNS
+
+
+def open_store(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dataset:
+    """The latest complete build at ``url`` as a labelled dataset (same as xarray.open_zarr)."""
+    _check_complete(url, storage_options)
+    return xr.open_zarr(url, storage_options=storage_options or None)
+
+
+def open_group(url: str, storage_options: dict[str, Any] | None = None) -> zarr.Group:
+    _check_complete(url, storage_options)
+    return zarr.open_group(url, mode="r", storage_options=storage_options or None)
+
+
+def read_report(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    _check_complete(url, storage_options)
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    try:
+        with fs.open(f"{path.rstrip('/')}/{REPORT_NAME}", "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise StoreError(
+            f"{url}: the store has no {REPORT_NAME} (not written by builder?)"
+        ) from None
+
+
+def stride_table(url: str, storage_options: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The stride table (one row per stride) as a DataFrame, read without the signal arrays."""
+    group = open_group(url, storage_options)
+    return pd.DataFrame({name: np.asarray(group[name][:]) for name in TABLE_COLUMNS})
+
+
+def stride_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Strides per dataset, activity and side, with each row's share of the total (%)."""
+    counts = table.groupby(["dataset", "activity", "side"]).size().rename("strides").reset_index()
+    counts["percent"] = 100.0 * counts["strides"] / max(int(counts["strides"].sum()), 1)
+    return counts
+
+
+def _check_complete(url: str, storage_options: dict[str, Any] | None) -> None:
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    if not fs.exists(f"{path.rstrip('/')}/zarr.json"):
+        if os.path.isdir(f"{path}.build"):
+            raise StoreError(
+                f"{url}: no complete build yet (a build is under way or was interrupted)"
+            )
+        raise StoreError(f"{url}: no store here")
+    try:
+        with fs.open(f"{path.rstrip('/')}/zarr.json", "rb") as f:
+            meta = json.loads(f.read())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{url}: unreadable store metadata ({exc})") from None
+    if meta.get("zarr_format") != 3:
+        raise StoreError(
+            f"{url}: no complete build yet: a build is under way or was interrupted "
+            f"(re-run `builder run` to finish it)"
+        )

@@ -1,0 +1,173 @@
+"""Resume state beside the store (``<output>.build/``): per-trial results and the manifest.
+
+A trial is finished when its outcome file exists; the outcome is written after the stride
+arrays, with a single atomic write, so a killed worker leaves either a whole result or none.
+Keys hash everything that determines a trial's result, so a changed file or setting is
+rebuilt and an unchanged one never is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from builder.records import StrideBatch, TrialSpec
+
+# Bump when stride processing changes in a way that changes results.
+PROCESSING_REVISION = 1
+
+_BATCH_FIELDS = [f.name for f in dataclasses.fields(StrideBatch)]
+
+
+def trial_key(spec: TrialSpec) -> str:
+    """Content hash of everything that determines the trial's strides."""
+    identity = {
+        f.name: getattr(spec, f.name)
+        for f in dataclasses.fields(spec)
+        if f.name not in ("storage_options", "source")
+    }
+    identity["revision"] = PROCESSING_REVISION
+    text = json.dumps(identity, sort_keys=True, default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A finished trial: its stride summary, or why it was left out."""
+
+    key: str
+    ok: bool
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    event_source: str = ""
+    # Left-out trials whose cause may pass (I/O, a dead worker) are retried by the next run.
+    retry: bool = False
+    emg_lengths: tuple[int, ...] = ()
+    side: tuple[str, ...] = ()
+    start_s: tuple[float, ...] = ()
+    duration_s: tuple[float, ...] = ()
+    envelope_peak: tuple[tuple[float | None, ...], ...] = field(default=())
+
+    @property
+    def n_strides(self) -> int:
+        return len(self.side)
+
+    @classmethod
+    def from_batch(
+        cls, key: str, batch: StrideBatch, notes: list[str], event_source: str
+    ) -> TrialOutcome:
+        peaks = [
+            [None if not np.isfinite(v) else float(v) for v in row] for row in batch.envelope_peak
+        ]
+        return cls(
+            key=key,
+            ok=True,
+            notes=tuple(notes),
+            event_source=event_source,
+            emg_lengths=tuple(int(n) for n in np.diff(batch.emg_offsets)),
+            side=tuple(str(s) for s in batch.side),
+            start_s=tuple(float(t) for t in batch.start_s),
+            duration_s=tuple(float(t) for t in batch.duration_s),
+            envelope_peak=tuple(tuple(row) for row in peaks),
+        )
+
+    def peaks_array(self, n_muscles: int) -> np.ndarray:
+        if not self.envelope_peak:
+            return np.empty((0, n_muscles), np.float64)
+        return np.array(
+            [[np.nan if v is None else v for v in row] for row in self.envelope_peak], np.float64
+        )
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> TrialOutcome:
+        raw = json.loads(data)
+        raw["envelope_peak"] = tuple(tuple(row) for row in raw["envelope_peak"])
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+class Staging:
+    """The ``<output>.build/`` folder, on any fsspec filesystem."""
+
+    def __init__(self, output_url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = output_url.rstrip("/") + ".build"
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    # per-trial results ---------------------------------------------------------------
+    def save_batch(self, key: str, batch: StrideBatch) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: getattr(batch, name) for name in _BATCH_FIELDS})
+        self._atomic_write(self._path("trials", f"{key}.npz"), buffer.getvalue())
+
+    def load_batch(self, key: str) -> StrideBatch:
+        with self.fs.open(self._path("trials", f"{key}.npz"), "rb") as f:
+            data = np.load(io.BytesIO(f.read()), allow_pickle=False)
+            return StrideBatch(**{name: data[name] for name in _BATCH_FIELDS})
+
+    def save_outcome(self, outcome: TrialOutcome) -> None:
+        self._atomic_write(self._path("trials", f"{outcome.key}.json"), outcome.to_json())
+
+    def load_outcome(self, key: str) -> TrialOutcome | None:
+        try:
+            with self.fs.open(self._path("trials", f"{key}.json"), "rb") as f:
+                return TrialOutcome.from_json(f.read())
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError):
+            return None  # unreadable: treat as unfinished and redo it
+
+    def finished_keys(self) -> set[str]:
+        try:
+            names = self.fs.ls(self._path("trials"), detail=False)
+        except FileNotFoundError:
+            return set()
+        return {os.path.basename(n)[: -len(".json")] for n in names if n.endswith(".json")}
+
+    def clear_trials(self) -> None:
+        if self.fs.exists(self._path("trials")):
+            self.fs.rm(self._path("trials"), recursive=True)
+
+    # manifest ------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            with self.fs.open(self._path("manifest.json"), "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return {}
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self._atomic_write(
+            self._path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True).encode()
+        )
+
+    def _atomic_write(self, path: str, data: bytes) -> None:
+        """Readers see the old file or the whole new one, never a torn write."""
+        if _is_local(self.fs):
+            directory = os.path.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)  # a single object PUT is atomic on object stores
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")

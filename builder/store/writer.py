@@ -1,0 +1,210 @@
+"""Assemble staged trials into the store: a plan on the client, region writes on the workers.
+
+The client lays out every trial (stride and EMG-row offsets, the stride table, per-subject
+EMG scales), writes the template once, and hands each worker one whole region of one
+partition. Workers read staged trial results and write whole shards/chunks only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from builder.conventions import MUSCLES
+from builder.records import TrialSpec
+from builder.store.layout import TABLE_COLUMNS, ChunkLayout, regions
+from builder.store.staging import Staging, TrialOutcome
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one trial's strides and EMG rows go in the store."""
+
+    key: str
+    first_stride: int
+    n_strides: int
+    first_row: int
+    n_rows: int
+    emg_scale: tuple[float, ...]  # (13,) volts; the trial's subject scale
+
+
+@dataclass(frozen=True)
+class StorePlan:
+    placements: tuple[Placement, ...]
+    n_strides: int
+    n_rows: int
+    table: dict[str, np.ndarray]  # stride-table columns, (N,)
+    stride_starts: np.ndarray
+    stride_ends: np.ndarray
+
+    def stride_pieces(self, region: slice) -> list[tuple[Placement, int, int]]:
+        """Trials overlapping a stride region, with the overlap in trial-local strides."""
+        return _overlaps(self.placements, region, "first_stride", "n_strides")
+
+    def row_pieces(self, region: slice) -> list[tuple[Placement, int, int]]:
+        return _overlaps(self.placements, region, "first_row", "n_rows")
+
+
+def _overlaps(
+    placements: tuple[Placement, ...], region: slice, first: str, count: str
+) -> list[tuple[Placement, int, int]]:
+    pieces = []
+    for p in placements:
+        lo, n = getattr(p, first), getattr(p, count)
+        start, stop = max(region.start, lo), min(region.stop, lo + n)
+        if start < stop:
+            pieces.append((p, start - lo, stop - lo))
+    return pieces
+
+
+def plan_store(specs: dict[str, TrialSpec], outcomes: dict[str, TrialOutcome]) -> StorePlan:
+    """Lay out the built trials deterministically: order, offsets, table, EMG scales.
+
+    ``specs`` must be ordered as the trial table (dataset, subject, url) orders them.
+    """
+    built = [k for k in specs if k in outcomes and outcomes[k].ok and outcomes[k].n_strides]
+    subjects = sorted({(specs[k].dataset, specs[k].subject) for k in built})
+    patient_ids = {ds_subject: i for i, ds_subject in enumerate(subjects)}
+    scales = _subject_scales(built, specs, outcomes)
+
+    placements, columns = [], defaultdict(list)
+    stride, row = 0, 0
+    lengths = []
+    for key in built:
+        spec, outcome = specs[key], outcomes[key]
+        n, n_rows = outcome.n_strides, int(sum(outcome.emg_lengths))
+        placements.append(
+            Placement(key, stride, n, row, n_rows, tuple(scales[(spec.dataset, spec.subject)]))
+        )
+        stride, row = stride + n, row + n_rows
+        lengths.extend(outcome.emg_lengths)
+        per_trial = {
+            "patient_id": patient_ids[(spec.dataset, spec.subject)],
+            "dataset": spec.dataset,
+            "subject": spec.subject,
+            "activity": spec.activity,
+            "trial": spec.trial,
+            "subtrial": spec.subtrial,
+            "speed_mps": spec.speed_mps,
+            "incline_deg": spec.incline_deg,
+            "condition": spec.condition,
+            "population": spec.population,
+            "emg_kind": spec.emg_kind,
+            "source_path": spec.url,
+            "licence": spec.licence,
+        }
+        for name, value in per_trial.items():
+            columns[name].extend([value] * n)
+        columns["side"].extend(outcome.side)
+        columns["duration_s"].extend(outcome.duration_s)
+        columns["source_start_s"].extend(outcome.start_s)
+
+    table = {
+        name: np.array(columns[name], dtype=object if dtype == "str" else dtype)
+        for name, dtype in TABLE_COLUMNS.items()
+    }
+    ends = np.cumsum(np.asarray(lengths, dtype=np.int64))
+    starts = ends - np.asarray(lengths, dtype=np.int64)
+    return StorePlan(tuple(placements), stride, row, table, starts, ends)
+
+
+def _subject_scales(
+    built: list[str], specs: dict[str, TrialSpec], outcomes: dict[str, TrialOutcome]
+) -> dict[tuple[str, str], np.ndarray]:
+    """Per subject and muscle: the median stride envelope peak (NaN where never recorded)."""
+    peaks: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+    for key in built:
+        peaks[(specs[key].dataset, specs[key].subject)].append(
+            outcomes[key].peaks_array(len(MUSCLES))
+        )
+    scales = {}
+    for subject, arrays in peaks.items():
+        stacked = np.concatenate(arrays)
+        with np.errstate(all="ignore"):
+            finite = np.isfinite(stacked).any(axis=0)
+            median = np.full(len(MUSCLES), np.nan)
+            median[finite] = np.nanmedian(stacked[:, finite], axis=0)
+        scales[subject] = median
+    return scales
+
+
+def stride_regions(plan: StorePlan, layout: ChunkLayout) -> list[slice]:
+    return regions(plan.n_strides, layout.strides_per_shard)
+
+
+def emg_regions(plan: StorePlan, layout: ChunkLayout) -> list[slice]:
+    return regions(plan.n_rows, layout.emg_rows_per_shard)
+
+
+# --- worker side ---------------------------------------------------------------------------
+
+
+def write_stride_region(
+    version_path: str,
+    region: slice,
+    pieces: list[tuple[Placement, int, int]],
+    table: dict[str, np.ndarray],
+    stride_starts: np.ndarray,
+    stride_ends: np.ndarray,
+    staging: Staging,
+) -> int:
+    """Write every per-stride array for strides ``region`` (one whole shard/chunk each)."""
+    parts = []
+    for placement, lo, hi in pieces:
+        batch = staging.load_batch(placement.key)
+        scale = np.asarray(placement.emg_scale, dtype=np.float32)
+        parts.append((batch, lo, hi, scale))
+    n = region.stop - region.start
+    if sum(hi - lo for _, lo, hi, _ in parts) != n:
+        raise RuntimeError(f"strides {region.start}:{region.stop}: staged results do not fill it")
+
+    def gather(name: str) -> np.ndarray:
+        return np.concatenate([getattr(b, name)[lo:hi] for b, lo, hi, _ in parts])
+
+    envelope = np.concatenate(
+        [b.emg_envelope[lo:hi] / scale[None, None, :] for b, lo, hi, scale in parts]
+    )
+    scale = np.concatenate([np.broadcast_to(s, (hi - lo, s.size)) for _, lo, hi, s in parts])
+    values = {
+        "emg_envelope": envelope,
+        "kinematics": gather("kinematics"),
+        "kinetics": gather("kinetics"),
+        "emg_mask": gather("emg_mask"),
+        "kinematics_mask": gather("kinematics_mask"),
+        "kinetics_mask": gather("kinetics_mask"),
+        "emg_scale": scale,
+        "stride_starts": stride_starts,
+        "stride_ends": stride_ends,
+        "stride": np.arange(region.start, region.stop, dtype=np.int64),
+        **table,
+    }
+    _write(version_path, values, region)
+    return n
+
+
+def write_emg_region(
+    version_path: str, region: slice, pieces: list[tuple[Placement, int, int]], staging: Staging
+) -> int:
+    """Write the normalised EMG rows ``region`` (one whole shard)."""
+    blocks = []
+    for placement, lo, hi in pieces:
+        batch = staging.load_batch(placement.key)
+        scale = np.asarray(placement.emg_scale, dtype=np.float32)
+        blocks.append(batch.emg[lo:hi] / scale[None, :])
+    rows = np.concatenate(blocks) if blocks else np.empty((0, len(MUSCLES)), np.float32)
+    if rows.shape[0] != region.stop - region.start:
+        raise RuntimeError(f"EMG rows {region.start}:{region.stop}: staged results do not fill it")
+    _write(version_path, {"emg": rows}, region)
+    return rows.shape[0]
+
+
+def _write(version_path: str, values: dict[str, np.ndarray], region: slice) -> None:
+    # Whole-chunk writes of fill values must still create the chunk: the build verifies
+    # that every expected chunk exists.
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        group = zarr.open_group(version_path, mode="r+")
+        for name, data in values.items():
+            group[name][region] = data

@@ -1,0 +1,78 @@
+"""Test helpers: demo catalogues and subsets, store builds, store comparison."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from rich.console import Console
+
+from builder.build import BuildOptions, BuildResult, build
+from builder.catalog import bundled_catalog
+from builder.store.layout import ARRAYS, ChunkLayout
+
+# Real third-party recordings (../shared/data/real); never copied into the repository.
+REAL_DATA = Path(
+    os.environ.get("GAIT_REAL_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+)
+requires_real_data = pytest.mark.skipif(
+    not REAL_DATA.is_dir(), reason=f"real recordings not found at {REAL_DATA} (set GAIT_REAL_DATA)"
+)
+
+# Small chunks and shards, so even the demo spans several write regions of each partition.
+SMALL_LAYOUT = ChunkLayout(
+    strides_per_chunk=32,
+    strides_per_shard=128,
+    emg_rows_per_chunk=16_384,
+    emg_rows_per_shard=131_072,
+)
+
+
+def demo_catalog(folder: Path, raw_root: Path) -> Path:
+    """The bundled demo catalogue, pointed at ``raw_root`` (for subsets and CLI runs)."""
+    text = bundled_catalog("demo").read_text().replace("{{ demo_root }}", str(raw_root))
+    path = folder / "demo.yaml"
+    path.write_text(text)
+    return path
+
+
+def copy_demo_subset(demo_root: Path, dest: Path, subjects: tuple[str, ...]) -> Path:
+    for subject in subjects:
+        shutil.copytree(demo_root / subject, dest / subject)
+    return dest
+
+
+def build_store(
+    catalog: Path,
+    output: Path,
+    *,
+    workers: int = 2,
+    fresh: bool = False,
+    layout: ChunkLayout = SMALL_LAYOUT,
+) -> BuildResult:
+    options = BuildOptions(
+        output=str(output),
+        workers=workers,
+        fresh=fresh,
+        layout=layout,
+        progress=False,
+        dashboard_address=None,
+    )
+    return build(str(catalog), options, console=Console(quiet=True))
+
+
+def assert_same_arrays(a: Path, b: Path) -> None:
+    """Every array of two stores is identical (NaN equal to NaN)."""
+    first, second = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    for spec in ARRAYS:
+        x, y = first[spec.name][...], second[spec.name][...]
+        assert x.shape == y.shape, spec.name
+        if x.dtype.kind == "f":
+            np.testing.assert_array_equal(x, y, err_msg=spec.name)
+        else:
+            assert (np.asarray(x) == np.asarray(y)).all(), spec.name
