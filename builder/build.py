@@ -69,7 +69,7 @@ class BuildOptions:
     layout: ChunkLayout = field(default_factory=ChunkLayout)
     keep_versions: int = 2
     progress: bool = True
-    dashboard_address: str | None = ":8787"
+    dashboard_address: str = ":8787"  # ":0" for any free port
     variables: dict[str, str] = field(default_factory=dict)  # catalogue template variables
     storage_options: dict[str, Any] = field(default_factory=dict)
 

@@ -61,7 +61,7 @@ def build_store(
         fresh=fresh,
         layout=layout,
         progress=False,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: tests may run beside a real dashboard
     )
     return build(str(catalog), options, console=Console(quiet=True))
 

@@ -14,6 +14,12 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+
+from builder.conventions import JOINTS, MUSCLES, PLANES
+from builder.demo import demo_trials, simulate_demo_trial
+from builder.errors import BuilderError
+from builder.store.layout import TABLE_COLUMNS, expected_chunk_keys
+
 from helpers import (
     REAL_DATA,
     assert_same_arrays,
@@ -22,11 +28,6 @@ from helpers import (
     demo_catalog,
     requires_real_data,
 )
-
-from builder.conventions import JOINTS, MUSCLES, PLANES
-from builder.demo import demo_trials, simulate_demo_trial
-from builder.errors import BuilderError
-from builder.store.layout import TABLE_COLUMNS, expected_chunk_keys
 
 pytestmark = pytest.mark.cluster
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import ezc3d
 import numpy as np
 import pytest
-from helpers import REAL_DATA as REAL
 
 from builder.conventions import MUSCLES
 from builder.errors import SourceError
 from builder.records import SideRecording, TrialRecording, TrialSpec
 from builder.sources import FileAccess, get_adapter
+
+from helpers import REAL_DATA as REAL
 
 if not REAL.is_dir():
     pytest.skip(

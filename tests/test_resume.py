@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
-from helpers import assert_same_arrays, build_store, copy_demo_subset, demo_catalog
 
 from builder.store.layout import ChunkLayout
+
+from helpers import assert_same_arrays, build_store, copy_demo_subset, demo_catalog
 
 pytestmark = pytest.mark.cluster
 
