@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import builder
-from builder.catalog import UnavailableSource, expand_trials, load_catalog
+from builder.catalog import Catalog, UnavailableSource, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.errors import BuilderError, SourceError, StoreError
 from builder.processing.emg import EmgProcessing
@@ -92,36 +92,32 @@ def build(catalog_path: str, options: BuildOptions, console: Console | None = No
     specs, unavailable = expand_trials(catalog, options.storage_options)
     for source in unavailable:
         console.print(f"[yellow]source {source.source!r} skipped:[/] {source.reason}")
+    staging = Staging(options.output, options.storage_options)
+    with staging.lock():
+        return _build_locked(catalog, specs, unavailable, options, console, staging)
+
+
+def _build_locked(
+    catalog: Catalog,
+    specs: list[TrialSpec],
+    unavailable: list[UnavailableSource],
+    options: BuildOptions,
+    console: Console,
+    staging: Staging,
+) -> BuildResult:
+    catalog_path = catalog.path
     trials = {trial_key(spec): spec for spec in specs}
     fingerprint = _fingerprint(trials, options.layout)
 
     output = VersionedOutput(options.output, options.storage_options)
-    staging = Staging(options.output, options.storage_options)
     manifest = staging.read_manifest()
     published = output.published()
-    if (
-        not options.fresh
-        and published is not None
-        and manifest.get("published") == published
-        and manifest.get("published_fingerprint") == fingerprint
-    ):
-        report = _read_report(output.version_path(published))
+    if not options.fresh and _up_to_date(output, manifest, published, fingerprint):
+        report = _read_report(output.version_path(published))  # type: ignore[arg-type]
         console.print(f"{options.output} is up to date (version {published}); nothing to do.")
-        return _result(options.output, published, report, up_to_date=True)
+        return _result(options.output, str(published), report, up_to_date=True)
 
-    if options.fresh:
-        staging.clear_trials()
-    version = manifest.get("in_progress")
-    resuming = (
-        not options.fresh
-        and version is not None
-        and manifest.get("in_progress_fingerprint") == fingerprint
-        and os.path.isdir(output.version_path(version))
-    )
-    if not resuming:
-        if version and version != published:
-            output.discard(version)
-        version = output.new_version()
+    version, resuming = _start_version(output, staging, manifest, fingerprint, options.fresh)
     manifest.update(
         output=options.output,
         in_progress=version,
@@ -179,6 +175,43 @@ def build(catalog_path: str, options: BuildOptions, console: Console | None = No
         f"{report['n_trials_built']} trials; {report['n_trials_left_out']} left out."
     )
     return _result(options.output, version, report, up_to_date=False)
+
+
+def _up_to_date(
+    output: VersionedOutput, manifest: dict[str, Any], published: str | None, fingerprint: str
+) -> bool:
+    """The published build is of these exact inputs, and none of its left-out trials could
+    succeed on a retry."""
+    if published is None or manifest.get("published") != published:
+        return False
+    if manifest.get("published_fingerprint") != fingerprint:
+        return False
+    report = _read_report(output.version_path(published))
+    return not any(entry.get("retry") for entry in report["trials_left_out"])
+
+
+def _start_version(
+    output: VersionedOutput,
+    staging: Staging,
+    manifest: dict[str, Any],
+    fingerprint: str,
+    fresh: bool,
+) -> tuple[str, bool]:
+    """The version to build into, and whether it resumes an interrupted build of the same
+    inputs. ``fresh`` discards staged trial results too."""
+    if fresh:
+        staging.clear_trials()
+    version = manifest.get("in_progress")
+    if (
+        not fresh
+        and version is not None
+        and manifest.get("in_progress_fingerprint") == fingerprint
+        and os.path.isdir(output.version_path(version))
+    ):
+        return version, True
+    if version and version != output.published():
+        output.discard(version)  # an interrupted build of other inputs
+    return output.new_version(), False
 
 
 # --- stage 2: trials ----------------------------------------------------------------------
@@ -428,7 +461,8 @@ def _report(
             )
         else:
             reason = outcome.reason if outcome is not None else "not processed"
-            left_out.append({**entry, "reason": reason})
+            retry = outcome.retry if outcome is not None else True
+            left_out.append({**entry, "reason": reason, "retry": retry})
     return {
         "version": version,
         "created": _now(),

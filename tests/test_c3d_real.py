@@ -18,6 +18,7 @@ from builder.conventions import MUSCLES
 from builder.errors import SourceError
 from builder.records import SideRecording, TrialRecording, TrialSpec
 from builder.sources import FileAccess, get_adapter
+from builder.sources.c3d import PLUG_IN_GAIT_MOMENTS
 
 from helpers import REAL_DATA as REAL
 
@@ -239,16 +240,8 @@ def test_internal_moments_have_canonical_signs(
 
 
 def test_moment_units_checks() -> None:
-    wrong_units = {
-        "labels": {
-            "hip": "{side}HipMoment",
-            "knee": "{side}KneeMoment",
-            "ankle": "{side}AnkleMoment",
-        },
-        "axes": {"adduction": "Y", "rotation": "Z", "flexion": "X"},
-        "sign": {"*": -1.0},
-        "units": "N.m/kg",  # the values are N.mm/kg
-    }
+    # The Plug-in-Gait preset, but claiming the N·mm/kg values are N·m/kg.
+    wrong_units = PLUG_IN_GAIT_MOMENTS.model_copy(update={"units": "N.m/kg"}).model_dump()
     with pytest.raises(
         SourceError, match=r"gait-pig\.c3d: . joint moments reach .*units are probably wrong"
     ):

@@ -15,7 +15,7 @@ from builder.errors import SourceError
 from builder.records import TrialRecording, TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.sources import gait_events as ge
-from builder.sources.c3d import classify_event, parse_event_name
+from builder.sources.c3d import PLUG_IN_GAIT_MOMENTS, classify_event, parse_event_name
 
 STRIDE_S = 1.1
 HEEL_STRIKE_0 = {"L": 0.30, "R": 0.85}  # first heel strike of each foot
@@ -528,16 +528,11 @@ def test_model_outputs_prefix_axes_units_and_body_mass(tmp_path: Path) -> None:
             ("PROCESSING", "Bodymass"): 80.0,
         },
     )
-    pig_moments_per_mass = {
-        "labels": {
-            "hip": "{side}HipMoment",
-            "knee": "{side}KneeMoment",
-            "ankle": "{side}AnkleMoment",
-        },
-        "axes": {"adduction": "Y", "rotation": "Z", "flexion": "X"},
-        "sign": {"*": -1.0, "knee.flexion": 1.0},
-        "units": "N.mm",
-    }
+    # Plug-in-Gait moments in N·mm (not per kg), knee flexion stored with the opposite sign.
+    sign = {"*": -1.0, "knee.flexion": 1.0}
+    pig_moments_per_mass = PLUG_IN_GAIT_MOMENTS.model_copy(
+        update={"units": "N.mm", "sign": sign}
+    ).model_dump()
     recording = read(path, kinetics=pig_moments_per_mass)
     left = side(recording, "L")
     knee_angles = left.kinematics.data[:, 1]  # (T, plane): adduction, rotation, flexion

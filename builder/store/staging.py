@@ -8,18 +8,22 @@ rebuilt and an unchanged one never is.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 import numpy as np
 
+from builder.errors import StoreError
 from builder.records import StrideBatch, TrialSpec
 
 # Bump when stride processing changes in a way that changes results.
@@ -131,16 +135,35 @@ class Staging:
         except (ValueError, TypeError, KeyError):
             return None  # unreadable: treat as unfinished and redo it
 
-    def finished_keys(self) -> set[str]:
-        try:
-            names = self.fs.ls(self._path("trials"), detail=False)
-        except FileNotFoundError:
-            return set()
-        return {os.path.basename(n)[: -len(".json")] for n in names if n.endswith(".json")}
-
     def clear_trials(self) -> None:
         if self.fs.exists(self._path("trials")):
             self.fs.rm(self._path("trials"), recursive=True)
+
+    # lock ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One build per output at a time; a lock left by a killed build is taken over."""
+        path = self._path("lock")
+        self.fs.makedirs(self.root, exist_ok=True)
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        while True:
+            try:
+                with open(path, "x") as f:  # create only if absent: atomic on local disks
+                    json.dump(me, f)
+                break
+            except FileExistsError:
+                holder = _read_json(path)
+                if holder and _alive(holder):
+                    raise StoreError(
+                        f"{self.url}: another build (pid {holder['pid']} on {holder['host']}) "
+                        "is writing this output; wait for it or stop it first"
+                    ) from None
+                os.remove(path)  # stale: its build was killed
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
     # manifest ------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
@@ -166,6 +189,27 @@ class Staging:
             os.replace(tmp, path)
         else:
             self.fs.pipe_file(path, data)  # a single object PUT is atomic on object stores
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether the lock holder still runs (a holder on another host is assumed alive)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
 
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:

@@ -77,10 +77,13 @@ class VersionedOutput:
         self._point_at(version)
         shutil.rmtree(os.path.join(self.versions_dir, _PLACEHOLDER), ignore_errors=True)
 
-    def prune(self, keep: int, protect: tuple[str, ...] = ()) -> list[str]:
-        """Delete all but the newest ``keep`` complete versions (never the published one)."""
+    def prune(self, keep: int) -> list[str]:
+        """Keep the published version and the newest ``keep - 1`` others; delete the rest.
+
+        Called after publishing, when no other build is in progress in this output.
+        """
         published = self.published()
-        candidates = [v for v in self.versions() if v != published and v not in protect]
+        candidates = [v for v in self.versions() if v != published]
         doomed = candidates[: max(0, len(candidates) - max(keep - 1, 0))]
         for version in doomed:
             self.discard(version)
