@@ -1,5 +1,47 @@
-"""gait-builder: turn heterogeneous public gait datasets into one clean, indexable Zarr store."""
+"""gait-builder: turn heterogeneous public gait datasets into one clean, indexable Zarr store.
+
+Public API (imported lazily, so ``python -m builder --help`` stays quick)::
+
+    from builder import BuildOptions, build, load_catalog, open_store
+
+    build("catalogs/demo.yaml", BuildOptions(output="gait.zarr", workers=2))
+    ds = open_store("gait.zarr")  # same as xarray.open_zarr, with clear errors
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "BuildOptions": "builder.build",
+    "BuildResult": "builder.build",
+    "build": "builder.build",
+    "load_catalog": "builder.catalog",
+    "expand_trials": "builder.catalog",
+    "open_store": "builder.store.reader",
+    "read_report": "builder.store.reader",
+}
+__all__ = [
+    "BuildOptions",
+    "BuildResult",
+    "__version__",
+    "build",
+    "expand_trials",
+    "load_catalog",
+    "open_store",
+    "read_report",
+]
+
+if TYPE_CHECKING:
+    from builder.build import BuildOptions, BuildResult, build
+    from builder.catalog import expand_trials, load_catalog
+    from builder.store.reader import open_store, read_report
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'builder' has no attribute {name!r}")
