@@ -13,6 +13,8 @@ from rich.console import Console
 
 from builder.build import BuildOptions, BuildResult, build
 from builder.catalog import bundled_catalog
+from builder.records import SideRecording, TrialRecording, TrialSpec
+from builder.sources import FileAccess, get_adapter
 from builder.store.layout import ARRAYS, ChunkLayout
 
 # Real third-party recordings (../shared/data/real); never copied into the repository.
@@ -31,6 +33,27 @@ SMALL_LAYOUT = ChunkLayout(
     emg_rows_per_chunk=16_384,
     emg_rows_per_shard=131_072,
 )
+
+
+def read_c3d(path: Path, **options) -> TrialRecording:
+    """One C3D file through the C3D adapter, with catalogue ``args`` as keyword options."""
+    spec = TrialSpec(
+        source="test",
+        adapter="c3d",
+        url=str(path),
+        dataset="test",
+        subject="s01",
+        activity="walk",
+        trial=path.stem,
+        options=options,
+    )
+    return get_adapter("c3d").read_trial(spec, FileAccess())
+
+
+def side(recording: TrialRecording, name: str) -> SideRecording:
+    """The recording of leg ``name`` ("L" or "R")."""
+    (found,) = [s for s in recording.sides if s.side == name]
+    return found
 
 
 def demo_catalog(folder: Path, raw_root: Path) -> Path:

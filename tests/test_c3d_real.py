@@ -16,11 +16,11 @@ import pytest
 
 from builder.conventions import MUSCLES
 from builder.errors import SourceError
-from builder.records import SideRecording, TrialRecording, TrialSpec
-from builder.sources import FileAccess, get_adapter
+from builder.records import TrialRecording
 from builder.sources.c3d import PLUG_IN_GAIT_MOMENTS
 
 from helpers import REAL_DATA as REAL
+from helpers import read_c3d, side
 
 if not REAL.is_dir():
     pytest.skip(
@@ -44,31 +44,14 @@ ONE_FRAME_50HZ = 0.02
 KINEMATIC_TOLERANCE_S = 0.05
 
 
-def spec(name: str, options: dict) -> TrialSpec:
-    return TrialSpec(
-        source="real",
-        adapter="c3d",
-        url=str(REAL / name),
-        dataset="real",
-        subject="sample",
-        activity="walk",
-        trial=Path(name).stem,
-        options=options,
-    )
-
-
 @cache
 def _read(name: str, options_json: str) -> TrialRecording:
-    return get_adapter("c3d").read_trial(spec(name, json.loads(options_json)), FileAccess())
+    return read_c3d(REAL / name, **json.loads(options_json))
 
 
 def read(name: str, **options) -> TrialRecording:
+    """A real file through the adapter (cached: several tests read the same file)."""
     return _read(name, json.dumps(options, sort_keys=True))
-
-
-def side(recording: TrialRecording, name: str) -> SideRecording:
-    (found,) = [s for s in recording.sides if s.side == name]
-    return found
 
 
 def stride_slice(series, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -346,15 +329,4 @@ def test_truncated_copy_is_refused(tmp_path: Path) -> None:
     truncated = tmp_path / "gait-pig-truncated.c3d"
     truncated.write_bytes(data[:120_000])
     with pytest.raises(SourceError, match=r"gait-pig-truncated\.c3d: file is truncated: 64 of 142"):
-        get_adapter("c3d").read_trial(
-            TrialSpec(
-                source="real",
-                adapter="c3d",
-                url=str(truncated),
-                dataset="real",
-                subject="sample",
-                activity="walk",
-                trial="truncated",
-            ),
-            FileAccess(),
-        )
+        read_c3d(truncated)

@@ -12,10 +12,10 @@ import pytest
 
 from builder.conventions import MUSCLES
 from builder.errors import SourceError
-from builder.records import TrialRecording, TrialSpec
-from builder.sources import FileAccess, get_adapter
 from builder.sources import gait_events as ge
 from builder.sources.c3d import PLUG_IN_GAIT_MOMENTS, classify_event, parse_event_name
+
+from helpers import read_c3d, side
 
 STRIDE_S = 1.1
 HEEL_STRIKE_0 = {"L": 0.30, "R": 0.85}  # first heel strike of each foot
@@ -44,14 +44,14 @@ def walker(
     up = np.eye(3)[up_axis]
     sacrum = (speed_mps * t)[:, None] * forward + 0.95 * up
     markers = {"SACR": sacrum}
-    for side, offset in (("L", 0.1), ("R", -0.1)):
-        heel_strike = HEEL_STRIKE_0[side]
+    for leg, offset in (("L", 0.1), ("R", -0.1)):
+        heel_strike = HEEL_STRIKE_0[leg]
         toe_off = heel_strike + TOE_OFF_PHASE * STRIDE_S
         heel = 0.3 * np.cos(2 * np.pi * (t - heel_strike) / STRIDE_S)
         toe = 0.25 - 0.3 * np.cos(2 * np.pi * (t - toe_off) / STRIDE_S)
         base = sacrum - 0.95 * up + offset * lateral
-        markers[f"{side}HEE"] = base + heel[:, None] * forward + 0.05 * up
-        markers[f"{side}TOE"] = base + toe[:, None] * forward + 0.03 * up
+        markers[f"{leg}HEE"] = base + heel[:, None] * forward + 0.05 * up
+        markers[f"{leg}TOE"] = base + toe[:, None] * forward + 0.03 * up
     return markers
 
 
@@ -109,27 +109,9 @@ def write_c3d(
     return path
 
 
-def read(path: Path, **options) -> TrialRecording:
-    spec = TrialSpec(
-        source="synthetic",
-        adapter="c3d",
-        url=str(path),
-        dataset="synthetic",
-        subject="s01",
-        activity="walk",
-        trial=path.stem,
-        options=options,
-    )
-    return get_adapter("c3d").read_trial(spec, FileAccess())
-
-
 def times(minutes_and_seconds: list[float]) -> np.ndarray:
     """EVENT:TIMES (2, n) for events in the first minute."""
     return np.array([[0.0] * len(minutes_and_seconds), minutes_and_seconds])
-
-
-def side(recording: TrialRecording, name: str):
-    return next(s for s in recording.sides if s.side == name)
 
 
 # --- plate contacts ---------------------------------------------------------------------
@@ -360,7 +342,7 @@ def test_events_coded_in_contexts_with_empty_labels(tmp_path: Path) -> None:
             "TIMES": times([0.30, 0.85, 0.98, 1.53, 1.40]),
         },
     )
-    recording = read(path)
+    recording = read_c3d(path)
     assert recording.event_source == "events"
     np.testing.assert_allclose(side(recording, "L").heel_strikes_s, [0.30, 1.40], atol=1e-6)
     np.testing.assert_allclose(side(recording, "L").toe_offs_s, [0.98], atol=1e-6)
@@ -378,7 +360,7 @@ def test_labels_without_a_contexts_parameter(tmp_path: Path) -> None:
             "TIMES": times([0.30, 0.85, 0.98, 1.53, 1.0, 1.40]),
         },
     )
-    recording = read(path)
+    recording = read_c3d(path)
     np.testing.assert_allclose(side(recording, "L").heel_strikes_s, [0.30, 1.40], atol=1e-6)
     np.testing.assert_allclose(side(recording, "R").heel_strikes_s, [0.85], atol=1e-6)
     np.testing.assert_allclose(side(recording, "L").toe_offs_s, [0.98], atol=1e-6)
@@ -405,7 +387,7 @@ def test_lower_case_labels_general_context_and_event_used(tmp_path: Path) -> Non
             "TIMES": times([0.30, 0.85, 1.40, 1.53, 0.5, 0.6, 2.0]),
         },
     )
-    recording = read(path)
+    recording = read_c3d(path)
     np.testing.assert_allclose(side(recording, "L").heel_strikes_s, [0.30, 1.40], atol=1e-6)
     np.testing.assert_allclose(side(recording, "R").heel_strikes_s, [0.85], atol=1e-6)
     np.testing.assert_allclose(side(recording, "R").toe_offs_s, [1.53], atol=1e-6)
@@ -424,7 +406,7 @@ def test_first_frame_and_analog_ratio_set_the_start_times(tmp_path: Path) -> Non
         events={"USED": 2, "LABELS": ["LHS", "RHS"], "TIMES": times([1.40, 1.95])},
     )
     options = {"emg": {"channels": {"tibialis_anterior": {"L": "EMG1"}}}}
-    recording = read(path, **options)
+    recording = read_c3d(path, **options)
     left = side(recording, "L")
     assert left.emg.start_s == pytest.approx(0.62)  # analog first frame 620 at 1 kHz
     assert left.emg.rate_hz == 1000.0 and left.emg.n_samples == n * 10
@@ -442,7 +424,7 @@ def test_event_minutes_row_and_events_outside_the_recording(tmp_path: Path) -> N
             "TIMES": np.array([[1.0, 1.0, 0.0], [0.5, 1.6, 0.85]]),  # 60.5, 61.6 and 0.85 s
         },
     )
-    recording = read(path)
+    recording = read_c3d(path)
     np.testing.assert_allclose(side(recording, "L").heel_strikes_s, [60.5, 61.6], atol=1e-5)
     assert any("1 event(s) outside" in note for note in recording.notes)
     # the right foot had no event inside the recording: kinematics found its heel strikes
@@ -455,7 +437,7 @@ def test_event_minutes_row_and_events_outside_the_recording(tmp_path: Path) -> N
 def test_no_events_no_plates_kinematic_detection_in_m_and_mm(tmp_path: Path) -> None:
     markers = walker(100.0, 500)
     for units in ("mm", "m"):
-        recording = read(write_c3d(tmp_path / f"walk_{units}.c3d", markers, point_units=units))
+        recording = read_c3d(write_c3d(tmp_path / f"walk_{units}.c3d", markers, point_units=units))
         assert recording.event_source == "kinematics"
         for foot in "LR":
             detected = side(recording, foot)
@@ -468,7 +450,7 @@ def test_no_events_no_plates_kinematic_detection_in_m_and_mm(tmp_path: Path) -> 
 def test_nothing_to_find_heel_strikes_with(tmp_path: Path) -> None:
     path = write_c3d(tmp_path / "still.c3d", {"MARKER": np.zeros((200, 3))})
     with pytest.raises(SourceError, match=r"still\.c3d: no heel strikes found by any enabled"):
-        read(path)
+        read_c3d(path)
 
 
 def test_emg_channels_units_alternatives_and_missing(tmp_path: Path) -> None:
@@ -488,7 +470,7 @@ def test_emg_channels_units_alternatives_and_missing(tmp_path: Path) -> None:
         "tibialis_anterior": {"L": ["lta_old", "lta"], "R": "RTA"},
         "soleus": {"L": "LSOL"},
     }
-    recording = read(path, emg={"match": "label", "channels": by_label})
+    recording = read_c3d(path, emg={"match": "label", "channels": by_label})
     left, right = side(recording, "L").emg, side(recording, "R").emg
     ta, sol = MUSCLES.index("tibialis_anterior"), MUSCLES.index("soleus")
     np.testing.assert_allclose(left.data[:, ta], 2.0e-3, rtol=1e-6)  # mV -> V, second alternative
@@ -497,7 +479,7 @@ def test_emg_channels_units_alternatives_and_missing(tmp_path: Path) -> None:
     assert any("L soleus: no analog channel with label LSOL" in n for n in recording.notes)
 
     by_description = {"soleus": {"L": "left soleus"}}
-    left = side(read(path, emg={"match": "description", "channels": by_description}), "L").emg
+    left = side(read_c3d(path, emg={"match": "description", "channels": by_description}), "L").emg
     np.testing.assert_allclose(left.data[:, sol], 1.0e-6, rtol=1e-6)  # uV -> V
 
     force = {"soleus": {"L": "X"}}
@@ -509,7 +491,7 @@ def test_emg_channels_units_alternatives_and_missing(tmp_path: Path) -> None:
         events={"USED": 1, "LABELS": ["LHS"], "TIMES": times([0.3])},
     )
     with pytest.raises(SourceError, match="EMG channel 'X' is in 'N', not a voltage unit"):
-        read(force_path, emg={"channels": force})
+        read_c3d(force_path, emg={"channels": force})
 
 
 def test_model_outputs_prefix_axes_units_and_body_mass(tmp_path: Path) -> None:
@@ -533,7 +515,7 @@ def test_model_outputs_prefix_axes_units_and_body_mass(tmp_path: Path) -> None:
     pig_moments_per_mass = PLUG_IN_GAIT_MOMENTS.model_copy(
         update={"units": "N.mm", "sign": sign}
     ).model_dump()
-    recording = read(path, kinetics=pig_moments_per_mass)
+    recording = read_c3d(path, kinetics=pig_moments_per_mass)
     left = side(recording, "L")
     knee_angles = left.kinematics.data[:, 1]  # (T, plane): adduction, rotation, flexion
     np.testing.assert_allclose(
@@ -545,7 +527,7 @@ def test_model_outputs_prefix_axes_units_and_body_mass(tmp_path: Path) -> None:
     assert side(recording, "R").kinematics is None
 
     with pytest.raises(SourceError, match="need the body mass"):
-        read(
+        read_c3d(
             write_c3d(
                 tmp_path / "no_mass.c3d",
                 {**markers, **outputs},
@@ -555,7 +537,7 @@ def test_model_outputs_prefix_axes_units_and_body_mass(tmp_path: Path) -> None:
         )
     per_kg_as_if_nm = {**pig_moments_per_mass, "units": "N.m/kg"}
     with pytest.raises(SourceError, match=r"reach 800 N·m/kg .* units are probably wrong"):
-        read(path, kinetics=per_kg_as_if_nm)
+        read_c3d(path, kinetics=per_kg_as_if_nm)
 
 
 def test_truncated_and_garbage_files(tmp_path: Path) -> None:
@@ -564,11 +546,11 @@ def test_truncated_and_garbage_files(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.c3d"
     truncated.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(SourceError, match=r"truncated\.c3d: file is truncated: \d+ of 300"):
-        read(truncated)
+        read_c3d(truncated)
     garbage = tmp_path / "garbage.c3d"
     garbage.write_bytes(b"\x00" * 100)
     with pytest.raises(SourceError, match=r"garbage\.c3d: not a readable C3D file"):
-        read(garbage)
+        read_c3d(garbage)
 
 
 def test_analog_rate_not_a_multiple_of_the_point_rate(tmp_path: Path) -> None:
@@ -579,10 +561,10 @@ def test_analog_rate_not_a_multiple_of_the_point_rate(tmp_path: Path) -> None:
     with pytest.raises(
         SourceError, match="analog rate 1050 Hz is not a multiple of the point rate 100 Hz"
     ):
-        read(path)
+        read_c3d(path)
 
 
 def test_bad_options_are_a_source_error(tmp_path: Path) -> None:
     path = write_c3d(tmp_path / "opts.c3d", walker(100.0, 100))
     with pytest.raises(SourceError, match=r"invalid c3d options: events\.force_threshold_n"):
-        read(path, events={"force_threshold_n": -1})
+        read_c3d(path, events={"force_threshold_n": -1})
