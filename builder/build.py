@@ -27,18 +27,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import zarr
 from dask.distributed import Client, LocalCluster, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import builder
-from builder.catalog import Catalog, UnavailableSource, expand_trials, load_catalog
+from builder.catalog import (
+    Catalog,
+    UnavailableSource,
+    expand_trials,
+    load_catalog,
+    resolve_metadata,
+)
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.errors import BuilderError, SourceError, StoreError
 from builder.processing.emg import EmgProcessing
-from builder.processing.trial import build_strides
-from builder.records import TrialSpec
+from builder.processing.trial import build_strides, concatenate_batches
+from builder.records import RECORDING_METADATA, TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.index_hdf5 import write_stride_index
 from builder.store.layout import (
@@ -220,13 +227,34 @@ def _start_version(
 def process_trial(spec: TrialSpec, key: str, staging: Staging) -> TrialOutcome:
     """Worker task: read, process and stage one trial. Never raises for bad input."""
     try:
-        recording = get_adapter(spec.adapter).read_trial(spec, FileAccess(spec.storage_options))
-        batch, notes = build_strides(recording, EmgProcessing.model_validate(spec.processing))
-        if batch.n_strides == 0:
-            detail = "; ".join(notes) if notes else "no heel-strike pairs"
+        recordings = get_adapter(spec.adapter).read_trial(spec, FileAccess(spec.storage_options))
+        settings = EmgProcessing.model_validate(spec.processing)
+        batches, notes, sources = [], [], []
+        columns: dict[str, list[Any]] = {name: [] for name in RECORDING_METADATA}
+        times_known = []
+        for recording in recordings:
+            batch, recording_notes = build_strides(recording, settings)
+            notes.extend(recording_notes)
+            if batch.n_strides == 0:
+                continue
+            try:
+                values = resolve_metadata(spec, recording.meta)
+            except ValueError as exc:
+                raise SourceError(spec.url, str(exc)) from None
+            for name, value in values.items():
+                columns[name].extend([value] * batch.n_strides)
+            times_known.extend([recording.times_absolute] * batch.n_strides)
+            batches.append(batch)
+            sources.append(recording.event_source)
+        if not batches:
+            detail = "; ".join(dict.fromkeys(notes)) if notes else "no heel-strike pairs"
             raise SourceError(spec.url, f"no complete stride ({detail})")
+        batch = concatenate_batches(batches, by_time=False)
         staging.save_batch(key, batch)
-        outcome = TrialOutcome.from_batch(key, batch, notes, recording.event_source)
+        event_source = "+".join(dict.fromkeys(sources))
+        outcome = TrialOutcome.from_batch(
+            key, batch, notes, event_source, columns, np.asarray(times_known)
+        )
     except SourceError as exc:
         outcome = TrialOutcome(key, ok=False, reason=exc.problem)
     except (OSError, TimeoutError, MemoryError) as exc:

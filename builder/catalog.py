@@ -23,7 +23,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from builder.conventions import ACTIVITIES, EmgKind
 from builder.errors import CatalogError
 from builder.processing.emg import EmgProcessing
-from builder.records import TrialSpec
+from builder.records import RECORDING_METADATA, TrialSpec
 from builder.sources import get_adapter
 
 # Trial-table columns a path pattern may fill, and their types.
@@ -118,11 +118,26 @@ class SourceEntry(BaseModel):
         return value
 
 
+class _Include(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str  # relative to the including catalogue's folder
+    variables: dict[str, str] = Field(default_factory=dict)  # templates allowed
+
+
+class _CatalogMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    description: str = ""
+    processing: ProcessingOverrides = Field(default_factory=ProcessingOverrides)
+    include: list[_Include] = Field(default_factory=list)
+
+
 class _CatalogFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    sources: dict[str, SourceEntry]
+    metadata: _CatalogMetadata = Field(default_factory=_CatalogMetadata)
+    sources: dict[str, SourceEntry] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,13 +149,21 @@ class UnavailableSource:
 
 
 @dataclass(frozen=True)
+class CatalogSource:
+    """One source entry with the context of the file that declares it."""
+
+    entry: SourceEntry
+    path: str  # the catalogue file that declares it
+    variables: dict[str, str]  # template variables in force there
+    processing: ProcessingOverrides  # that file's catalogue-wide EMG settings
+
+
+@dataclass(frozen=True)
 class Catalog:
     path: str
     description: str
-    sources: dict[str, SourceEntry]
-    processing: ProcessingOverrides
-    sha256: str
-    variables: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, CatalogSource]
+    sha256: str  # of the catalogue and every file it includes
 
 
 def bundled_catalog(name: str) -> Path:
@@ -158,13 +181,34 @@ def bundled_catalog(name: str) -> Path:
 def load_catalog(
     path: str | os.PathLike[str], variables: Mapping[str, str] | None = None
 ) -> Catalog:
-    """Read and validate a catalogue file; raise :class:`CatalogError` naming the problem."""
-    path = str(path)
+    """Read and validate a catalogue (and the catalogues it includes).
+
+    ``variables`` fill ``{{ name }}`` templates; ``{{ env(NAME) }}`` takes a variable of that
+    name first, then the environment, so an including catalogue can point an included one at
+    other files. Raises :class:`CatalogError` naming the file, entry and field.
+    """
+    sources: dict[str, CatalogSource] = {}
+    digest = hashlib.sha256()
+    description = _load_into(str(path), dict(variables or {}), sources, digest, seen=())
+    return Catalog(str(path), description, sources, digest.hexdigest())
+
+
+def _load_into(
+    path: str,
+    variables: dict[str, str],
+    sources: dict[str, CatalogSource],
+    digest: Any,
+    seen: tuple[str, ...],
+) -> str:
+    resolved = str(Path(path).resolve())
+    if resolved in seen:
+        raise CatalogError(f"{path}: includes itself (via {' -> '.join(seen)})")
     try:
         with open(path, "rb") as f:
             raw_bytes = f.read()
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read catalogue ({exc.strerror or exc})") from None
+    digest.update(raw_bytes)
     try:
         raw = yaml.safe_load(raw_bytes)
     except yaml.YAMLError as exc:
@@ -173,18 +217,22 @@ def load_catalog(
         raise CatalogError(f"{path}: a catalogue is a mapping with a 'sources:' key")
     try:
         parsed = _CatalogFile.model_validate(raw)
-        processing = ProcessingOverrides.model_validate(parsed.metadata.get("processing", {}))
     except ValidationError as exc:
         raise CatalogError(_describe_validation_error(path, exc)) from None
-    variables = {"CATALOG_DIR": str(Path(path).resolve().parent), **(variables or {})}
-    return Catalog(
-        path=path,
-        description=str(parsed.metadata.get("description", "")),
-        sources=parsed.sources,
-        processing=processing,
-        sha256=hashlib.sha256(raw_bytes).hexdigest(),
-        variables=variables,
-    )
+    variables = {**variables, "CATALOG_DIR": str(Path(resolved).parent)}
+    for name, entry in parsed.sources.items():
+        if name in sources:
+            raise CatalogError(f"{path}: source {name!r} is also declared in {sources[name].path}")
+        sources[name] = CatalogSource(entry, path, variables, parsed.metadata.processing)
+    for include in parsed.metadata.include:
+        where = f"{path}: include {include.path!r}"
+        included_vars = {
+            **variables,
+            **{k: _render_templates(v, variables, where) for k, v in include.variables.items()},
+        }
+        target = Path(resolved).parent / include.path
+        _load_into(str(target), included_vars, sources, digest, (*seen, resolved))
+    return parsed.metadata.description
 
 
 def expand_trials(
@@ -198,9 +246,9 @@ def expand_trials(
     """
     trials: list[TrialSpec] = []
     unavailable: list[UnavailableSource] = []
-    for name, entry in sorted(catalog.sources.items()):
+    for name, source in sorted(catalog.sources.items()):
         try:
-            trials.extend(_expand_source(catalog, name, entry, dict(storage_options or {})))
+            trials.extend(_expand_source(name, source, dict(storage_options or {})))
         except _Unavailable as exc:
             unavailable.append(UnavailableSource(name, str(exc)))
     trials.sort(key=lambda t: (t.dataset, t.subject, t.url))
@@ -212,9 +260,10 @@ class _Unavailable(Exception):
 
 
 def _expand_source(
-    catalog: Catalog, name: str, entry: SourceEntry, storage_options: dict[str, Any]
+    name: str, source: CatalogSource, storage_options: dict[str, Any]
 ) -> list[TrialSpec]:
-    where = f"{catalog.path}: source {name!r}"
+    entry = source.entry
+    where = f"{source.path}: source {name!r}"
     try:
         adapter = get_adapter(entry.driver)
     except KeyError as exc:
@@ -226,14 +275,14 @@ def _expand_source(
         raise CatalogError(_describe_validation_error(where, exc, prefix="args")) from None
     try:
         processing = EmgProcessing.model_validate(
-            {**catalog.processing.emg, **entry.metadata.processing.emg}
+            {**source.processing.emg, **entry.metadata.processing.emg}
         )
     except ValidationError as exc:
         raise CatalogError(
             _describe_validation_error(where, exc, prefix="metadata.processing.emg")
         ) from None
 
-    urlpath = _render_templates(entry.args["urlpath"], catalog.variables, where)
+    urlpath = _render_templates(entry.args["urlpath"], source.variables, where)
     matches = _match_files(urlpath, storage_options)
     if not matches:
         raise _Unavailable(f"no files match {urlpath!r}")
@@ -270,6 +319,7 @@ def _expand_source(
                 citation=meta.citation,
                 emg_kind=meta.emg_kind,
                 file_id=file_id,
+                activity_map=dict(meta.activity_map),
                 options=options.model_dump(mode="json"),
                 processing=processing.model_dump(mode="json"),
                 storage_options=storage_options,
@@ -278,12 +328,37 @@ def _expand_source(
     return specs
 
 
+def resolve_metadata(spec: TrialSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial-table columns of one recording: the spec's, overridden by the adapter's.
+
+    Activity tokens from inside a file go through the catalogue's ``activity_map``; a token
+    that maps to nothing in the vocabulary is an error naming the token (never ``other``).
+    """
+    unknown = sorted(set(overrides) - set(RECORDING_METADATA))
+    if unknown:
+        raise ValueError(f"adapter set unknown trial-table columns {unknown}")
+    values = {name: getattr(spec, name) for name in RECORDING_METADATA} | dict(overrides)
+    activity = str(values["activity"])
+    activity = spec.activity_map.get(activity, activity)
+    if activity not in ACTIVITIES:
+        raise ValueError(
+            f"activity {activity!r} is not in the vocabulary; map it in metadata.activity_map "
+            f"to one of {list(ACTIVITIES)}"
+        )
+    values["activity"] = activity
+    for name in ("speed_mps", "incline_deg"):
+        values[name] = float(values[name])
+    for name in ("subject", "trial", "subtrial", "condition", "population"):
+        values[name] = str(values[name])
+    return values
+
+
 def _render_templates(text: str, variables: Mapping[str, str], where: str) -> str:
     def substitute(match: re.Match[str]) -> str:
         expr = match.group(1)
         env = re.fullmatch(r"env\((\w+)\)", expr)
         if env:
-            value = os.environ.get(env.group(1))
+            value = variables.get(env.group(1), os.environ.get(env.group(1)))
             if value is None:
                 raise _Unavailable(f"environment variable {env.group(1)} is not set")
             return value

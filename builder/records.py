@@ -66,15 +66,39 @@ class SideRecording:
     kinetics_valid_s: np.ndarray | None = None
 
 
+# Trial-table columns an adapter may set per recording (a file can hold several subjects,
+# activities or speeds); the rest (dataset, licence, ...) are the catalogue entry's.
+RECORDING_METADATA = (
+    "subject",
+    "activity",
+    "trial",
+    "subtrial",
+    "speed_mps",
+    "incline_deg",
+    "condition",
+    "population",
+)
+
+
 @dataclass(frozen=True)
 class TrialRecording:
-    """What a source adapter returns for one trial."""
+    """One recording an adapter read: a continuous trial, or a set of pre-segmented strides.
+
+    ``sides`` may hold several :class:`SideRecording` per leg: a source that ships strides
+    already cut (or time-normalised) gives one per stride, each spanning exactly its two heel
+    strikes (see :func:`builder.sources.segments.cycle_sides`). ``meta`` overrides trial-table
+    columns (keys from :data:`RECORDING_METADATA`) for this recording; activity tokens go
+    through the catalogue's ``activity_map``. ``times_absolute`` is False when the source gives
+    stride durations but no times: strides then carry no ``source_start_s``.
+    """
 
     sides: tuple[SideRecording, ...]
     emg_kind: EmgKind
-    event_source: str  # "events", "force_plate", "kinematics", "force_plate+kinematics", ...
+    event_source: str  # "events", "force_plate", "kinematics", "pre_segmented", ...
     mains_hz: float | None = None  # mains frequency where the recording may carry hum
     notes: tuple[str, ...] = ()  # non-fatal findings, copied into the build report
+    meta: dict[str, Any] = field(default_factory=dict)
+    times_absolute: bool = True
 
 
 @dataclass(frozen=True)
@@ -100,6 +124,7 @@ class TrialSpec:
     citation: str = ""
     emg_kind: EmgKind = "raw"
     file_id: str = ""  # changes when the file changes (size + ETag/mtime)
+    activity_map: dict[str, str] = field(default_factory=dict)  # source token -> vocabulary
     options: dict[str, Any] = field(default_factory=dict)  # adapter options (validated)
     processing: dict[str, Any] = field(default_factory=dict)  # EMG processing settings
     storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

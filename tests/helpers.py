@@ -47,7 +47,8 @@ def read_c3d(path: Path, **options) -> TrialRecording:
         trial=path.stem,
         options=options,
     )
-    return get_adapter("c3d").read_trial(spec, FileAccess())
+    (recording,) = get_adapter("c3d").read_trial(spec, FileAccess())
+    return recording
 
 
 def side(recording: TrialRecording, name: str) -> SideRecording:

@@ -312,16 +312,21 @@ def test_long_gap_blanks_the_channel_with_a_note() -> None:
 # --------------------------------------------------------------------------- envelope sources
 
 
-def test_envelope_source_is_resampled_smoothly_and_stays_non_negative() -> None:
+def test_envelope_source_is_interpolated_onto_an_exact_grid() -> None:
     rate = 100.0
     env = _bursts(1000, rate, 3, duty=0.4) * 2e-4
     env[:, 1] = np.nan
     a, b, notes = process_envelope_source(TimeSeries(env, rate, 3.0, "V"), EmgProcessing())
     assert a is b and a.rate_hz == 1000.0 and a.start_s == 3.0 and a.units == "V"
-    assert a.data.shape == (10000, 3)
+    assert a.data.shape == (9991, 3)  # 0 … 9.99 s, the span the 100 Hz input covers
     assert np.isnan(a.data[:, 1]).all()
     present = a.data[:, [0, 2]]
     assert present.min() >= 0.0
     # Sample k·10 of the output is sample k of the input.
-    np.testing.assert_allclose(present[::10][50:-50], env[50:-50, [0, 2]], atol=5e-6)
+    np.testing.assert_allclose(present[::10], env[:, [0, 2]], atol=1e-12)
     assert notes == []
+    # Time-normalised strides have irrational rates: the grid is still exactly 1 kHz.
+    stride = np.linspace(0, 1, 1001)[:, None] ** 2
+    out, _, _ = process_envelope_source(TimeSeries(stride, 1000 / 1.137, 0.0, "V"), EmgProcessing())
+    assert out.rate_hz == 1000.0 and out.n_samples == 1138  # 0 … 1.137 s inclusive
+    np.testing.assert_allclose(out.data[-1], 1.0, atol=2e-3)

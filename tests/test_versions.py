@@ -80,7 +80,8 @@ def test_staged_outcomes_round_trip_and_torn_files_count_as_unfinished(tmp_path:
         side=("L", "R"),
         start_s=(0.5, 1.0),
         duration_s=(1.0, 1.01),
-        envelope_peak=((1e-4, None), (2e-4, None)),
+        envelope_peak=((1e-4, np.nan), (2e-4, np.nan)),
+        columns={"subject": ("S01", "S01"), "speed_mps": (np.nan, 1.2)},
     )
     staging.save_outcome(outcome)
     loaded = staging.load_outcome("abc")

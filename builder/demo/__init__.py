@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Final
 
 from builder.demo.c3d_writer import STYLES, write_c3d
+from builder.demo.datasets import miniature_sources, write_miniatures
 from builder.demo.gait_model import SimulatedTrial, SubjectParams, simulate_trial
 
 # Bump whenever the generated files change, so caches of older versions are not reused.
-DEMO_VERSION: Final = 1
+DEMO_VERSION: Final = 2
 N_STRIDES: Final = 8  # whole strides per leg and trial (each leg has N_STRIDES + 1 heel strikes)
 MAINS_HZ: Final = 50.0
 _MARKER: Final = ".complete"
@@ -166,15 +167,25 @@ def _is_complete(root: Path, trials: list[DemoTrial]) -> bool:
         return False
     if not isinstance(marker, dict) or marker.get("version") != DEMO_VERSION:
         return False
+    if marker.get("miniatures") != miniature_sources():  # a generator was added or removed
+        return False
     sizes = marker.get("files")
-    if not isinstance(sizes, dict) or list(sizes) != [t.relative_path for t in trials]:
+    if not isinstance(sizes, dict) or list(sizes)[: len(trials)] != [
+        t.relative_path for t in trials
+    ]:
         return False
     # Sizes catch a file truncated or replaced after the marker was written; cheap to check.
-    return all(t.path.is_file() and t.path.stat().st_size == sizes[t.relative_path] for t in trials)
+    return all(
+        (root / name).is_file() and (root / name).stat().st_size == size
+        for name, size in sizes.items()
+    )
 
 
 def ensure_demo_sources(cache_dir: Path | None = None) -> Path:
-    """Write the demo's C3D files unless a complete set is already there; return the root.
+    """Write the demo's raw files unless a complete set is already there; return the root.
+
+    The root holds the C3D demo (``<subject>/*.c3d``) and the miniature copies of the 14
+    source datasets (``datasets/<source key>/``, see :mod:`builder.demo.datasets`).
 
     Each file is written under a temporary name outside the root and moved into place with
     ``os.replace``, and the completion marker is written last, so a killed generation never
@@ -202,8 +213,16 @@ def ensure_demo_sources(cache_dir: Path | None = None) -> Path:
         # GIL for the heavy parts) change the speed, never the bytes.
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             list(pool.map(generate, trials))
+        write_miniatures(staging / "datasets")
+        shutil.rmtree(root / "datasets", ignore_errors=True)
+        os.replace(staging / "datasets", root / "datasets")
         sizes = {t.relative_path: t.path.stat().st_size for t in trials}
-        marker = {"version": DEMO_VERSION, "files": sizes}
+        sizes |= {
+            str(path.relative_to(root)): path.stat().st_size
+            for path in sorted((root / "datasets").rglob("*"))
+            if path.is_file()
+        }
+        marker = {"version": DEMO_VERSION, "miniatures": miniature_sources(), "files": sizes}
         temporary = staging / _MARKER
         temporary.write_text(json.dumps(marker, indent=1) + "\n")
         os.replace(temporary, root / _MARKER)

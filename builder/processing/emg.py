@@ -524,22 +524,22 @@ def process_envelope_source(
     emg: TimeSeries, settings: EmgProcessing
 ) -> tuple[TimeSeries, TimeSeries, list[str]]:
     """For sources that ship only envelopes (``emg_kind="envelope"``): no notch, band-pass or
-    wavelet; the envelope is resampled to the target rate (band-limited ``resample_poly``
-    interpolation, clipped at 0) and returned as both outputs. Gaps as in :func:`process_emg`.
+    wavelet; the envelope is linearly interpolated onto an exact ``target_rate_hz`` grid over
+    its recorded span and returned as both outputs. Linear interpolation keeps an envelope
+    non-negative and handles any source rate, also the irrational ones of time-normalised
+    strides ((P - 1) / duration). Gaps as in :func:`process_emg`.
     """
-    rate = float(emg.rate_hz)
+    rate, target = float(emg.rate_hz), float(settings.target_rate_hz)
     xc, recorded, _, notes = _prepare(emg)
-    up, down, achieved = _resample_factors(rate, settings.target_rate_hz)
-    n_out = xc.shape[-1] if up == down else -(-xc.shape[-1] * up // down)
+    n_out = int(np.floor((xc.shape[-1] - 1) * target / rate + 1e-9)) + 1
     values = None
     if recorded.any():
-        work = xc[recorded] if not recorded.all() else xc
-        values = _resample(work, up, down, padtype="line")
-        # Interpolation rings slightly around sharp onsets; an envelope is never negative.
-        values = np.maximum(values, 0.0)
+        t_in = np.arange(xc.shape[-1]) / rate
+        t_out = np.arange(n_out) / target
+        values = np.stack([np.interp(t_out, t_in, row) for row in xc[recorded]])
     else:
         notes.append("EMG: no channel recorded")
     series = TimeSeries(
-        _scatter(recorded, values, xc.shape[0], n_out), achieved, emg.start_s, emg.units
+        _scatter(recorded, values, xc.shape[0], n_out), target, emg.start_s, emg.units
     )
     return series, series, notes

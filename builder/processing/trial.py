@@ -26,8 +26,7 @@ def build_strides(
         notes.extend(side_notes)
         if part is not None:
             parts.append(part)
-    batch = _concatenate(parts)
-    return batch, notes
+    return concatenate_batches(parts, by_time=True), notes
 
 
 def _side_strides(
@@ -144,25 +143,29 @@ def _kinetics_trusted(
     return (onset_ok & long_enough).any(axis=1)
 
 
-def _concatenate(parts: list[StrideBatch]) -> StrideBatch:
-    """Join sides and order strides by start time (then side), so the result is deterministic."""
+def concatenate_batches(parts: list[StrideBatch], *, by_time: bool) -> StrideBatch:
+    """Join batches; ``by_time`` orders strides by start time (then side) — within one
+    recording, so that the result is deterministic. Batches of different recordings keep their
+    order (their time bases are unrelated)."""
     if not parts:
         return empty_batch()
-    start = np.concatenate([p.start_s for p in parts])
-    side = np.concatenate([p.side for p in parts])
-    order = np.lexsort((side, start))
     lengths = np.concatenate([np.diff(p.emg_offsets) for p in parts])
     row_starts = np.concatenate(
-        [p.emg_offsets[:-1] + offset for p, offset in zip(parts, _row_bases(parts), strict=True)]
+        [p.emg_offsets[:-1] + base for p, base in zip(parts, _row_bases(parts), strict=True)]
     )
+    start = np.concatenate([p.start_s for p in parts])
+    side = np.concatenate([p.side for p in parts])
+    order = np.lexsort((side, start)) if by_time else np.arange(start.size)
     all_rows = np.concatenate([p.emg for p in parts])
-    index = np.concatenate([np.arange(row_starts[i], row_starts[i] + lengths[i]) for i in order])
+    index = np.concatenate(
+        [np.arange(row_starts[i], row_starts[i] + lengths[i]) for i in order] or [np.empty(0, int)]
+    )
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(p, name) for p in parts])[order]
 
     return StrideBatch(
-        emg=all_rows[index] if index.size else all_rows[:0],
+        emg=all_rows[index],
         emg_offsets=np.concatenate([[0], np.cumsum(lengths[order])]).astype(np.int64),
         emg_envelope=cat("emg_envelope"),
         kinematics=cat("kinematics"),

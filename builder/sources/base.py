@@ -48,5 +48,9 @@ class SourceAdapter(ABC):
     options_model: ClassVar[type[AdapterOptions]] = AdapterOptions
 
     @abstractmethod
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> TrialRecording:
-        """Read ``spec.url`` (and any sibling files) into a :class:`TrialRecording`."""
+    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
+        """Read ``spec.url`` (and any sibling files): one recording per trial it holds.
+
+        A file with one trial gives one recording; a file that packs several subjects,
+        activities or speeds gives one per unit, each with its ``meta``.
+        """

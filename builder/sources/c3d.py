@@ -67,6 +67,7 @@ from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import gait_events as ge
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.mapping import sign_for
 
 Axis = Literal["X", "Y", "Z"]
 
@@ -357,14 +358,6 @@ class _Points:
 # --- model outputs ----------------------------------------------------------------------
 
 
-def _sign(signs: dict[str, float], joint: str, plane: str) -> float:
-    """The most specific sign entry: "<joint>.<plane>", "<joint>", "<plane>", then "*"."""
-    for key in (f"{joint}.{plane}", joint, plane, "*"):
-        if key in signs:
-            return signs[key]
-    return 1.0
-
-
 def _model_output(
     points: _Points, options: ModelOutputOptions, side: Side, factor: float
 ) -> tuple[np.ndarray | None, list[str]]:
@@ -381,7 +374,7 @@ def _model_output(
             missing.append(label)
             continue
         for p, plane in enumerate(PLANES):
-            out[:, j, p] = xyz[:, "XYZ".index(options.axes[plane])] * _sign(
+            out[:, j, p] = xyz[:, "XYZ".index(options.axes[plane])] * sign_for(
                 options.sign, joint, plane
             )
     found = len(missing) < sum(joint in options.labels for joint in JOINTS)
@@ -824,7 +817,7 @@ class C3DAdapter(SourceAdapter):
     name = "c3d"
     options_model = C3DOptions
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> TrialRecording:
+    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
         try:
             options = C3DOptions.model_validate(spec.options)
         except ValidationError as error:
@@ -836,7 +829,7 @@ class C3DAdapter(SourceAdapter):
         notes = [plate_note] if plate_note else []
         recording = _read(c3d, _declared_frames(local), options, spec.url, notes)
         # The C3D holds whatever the catalogue says it holds: raw EMG or envelopes.
-        return dataclasses.replace(recording, emg_kind=spec.emg_kind)
+        return [dataclasses.replace(recording, emg_kind=spec.emg_kind)]
 
 
 def _read(

@@ -46,7 +46,8 @@ def trial_key(spec: TrialSpec) -> str:
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """A finished trial: its stride summary, or why it was left out."""
+    """A finished trial: its stride summary (what the client needs to plan the store), or why
+    it was left out. Saved as JSON, with null for NaN."""
 
     key: str
     ok: bool
@@ -57,9 +58,11 @@ class TrialOutcome:
     retry: bool = False
     emg_lengths: tuple[int, ...] = ()
     side: tuple[str, ...] = ()
-    start_s: tuple[float, ...] = ()
+    start_s: tuple[float, ...] = ()  # NaN where the source gives no times
     duration_s: tuple[float, ...] = ()
-    envelope_peak: tuple[tuple[float | None, ...], ...] = field(default=())
+    envelope_peak: tuple[tuple[float, ...], ...] = ()  # (N, 13) volts, NaN where absent
+    # Per-stride trial-table columns (RECORDING_METADATA): one file may hold several subjects.
+    columns: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     @property
     def n_strides(self) -> int:
@@ -67,11 +70,15 @@ class TrialOutcome:
 
     @classmethod
     def from_batch(
-        cls, key: str, batch: StrideBatch, notes: list[str], event_source: str
+        cls,
+        key: str,
+        batch: StrideBatch,
+        notes: list[str],
+        event_source: str,
+        columns: dict[str, list[Any]],
+        times_known: np.ndarray,
     ) -> TrialOutcome:
-        peaks = [
-            [None if not np.isfinite(v) else float(v) for v in row] for row in batch.envelope_peak
-        ]
+        """``times_known`` (N,) says which strides have a real start time in their file."""
         return cls(
             key=key,
             ok=True,
@@ -79,26 +86,54 @@ class TrialOutcome:
             event_source=event_source,
             emg_lengths=tuple(int(n) for n in np.diff(batch.emg_offsets)),
             side=tuple(str(s) for s in batch.side),
-            start_s=tuple(float(t) for t in batch.start_s),
+            start_s=tuple(_float(t) for t in np.where(times_known, batch.start_s, np.nan)),
             duration_s=tuple(float(t) for t in batch.duration_s),
-            envelope_peak=tuple(tuple(row) for row in peaks),
+            envelope_peak=tuple(tuple(_float(v) for v in row) for row in batch.envelope_peak),
+            columns={name: tuple(values) for name, values in columns.items()},
         )
 
     def peaks_array(self, n_muscles: int) -> np.ndarray:
         if not self.envelope_peak:
             return np.empty((0, n_muscles), np.float64)
-        return np.array(
-            [[np.nan if v is None else v for v in row] for row in self.envelope_peak], np.float64
-        )
+        return np.array(self.envelope_peak, np.float64)
 
     def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return json.dumps(_nan_to_null(dataclasses.asdict(self)), sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> TrialOutcome:
         raw = json.loads(data)
-        raw["envelope_peak"] = tuple(tuple(row) for row in raw["envelope_peak"])
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return cls(
+            **{
+                **raw,
+                "notes": tuple(raw["notes"]),
+                "emg_lengths": tuple(raw["emg_lengths"]),
+                "side": tuple(raw["side"]),
+                "start_s": tuple(_null_to_nan(raw["start_s"])),
+                "duration_s": tuple(raw["duration_s"]),
+                "envelope_peak": tuple(tuple(_null_to_nan(row)) for row in raw["envelope_peak"]),
+                "columns": {name: tuple(_null_to_nan(v)) for name, v in raw["columns"].items()},
+            }
+        )
+
+
+def _float(value: Any) -> float:
+    """A plain float; every NaN the same ``np.nan``, so that outcomes compare equal."""
+    return float(value) if np.isfinite(value) else np.nan
+
+
+def _nan_to_null(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_null(v) for v in value]
+    return value
+
+
+def _null_to_nan(values: list[Any]) -> list[float]:
+    return [np.nan if v is None else v for v in values]
 
 
 class Staging:

@@ -14,7 +14,7 @@ import numpy as np
 import zarr
 
 from builder.conventions import MUSCLES
-from builder.records import TrialSpec
+from builder.records import RECORDING_METADATA, TrialSpec
 from builder.store.layout import TABLE_COLUMNS, ChunkLayout, regions
 from builder.store.staging import Staging, TrialOutcome
 
@@ -28,7 +28,7 @@ class Placement:
     n_strides: int
     first_row: int
     n_rows: int
-    emg_scale: tuple[float, ...]  # (13,) volts; the trial's subject scale
+    emg_scale: np.ndarray  # (n_strides, 13) volts: each stride's subject scale
 
 
 @dataclass(frozen=True)
@@ -66,41 +66,37 @@ def plan_store(specs: dict[str, TrialSpec], outcomes: dict[str, TrialOutcome]) -
     ``specs`` must be ordered as the trial table (dataset, subject, url) orders them.
     """
     built = [k for k in specs if k in outcomes and outcomes[k].ok and outcomes[k].n_strides]
-    subjects = sorted({(specs[k].dataset, specs[k].subject) for k in built})
-    patient_ids = {ds_subject: i for i, ds_subject in enumerate(subjects)}
-    scales = _subject_scales(built, specs, outcomes)
-
-    placements, columns = [], defaultdict(list)
-    stride, row = 0, 0
-    lengths = []
+    columns: dict[str, list] = defaultdict(list)
     for key in built:
         spec, outcome = specs[key], outcomes[key]
-        n, n_rows = outcome.n_strides, int(sum(outcome.emg_lengths))
-        placements.append(
-            Placement(key, stride, n, row, n_rows, tuple(scales[(spec.dataset, spec.subject)]))
-        )
-        stride, row = stride + n, row + n_rows
-        lengths.extend(outcome.emg_lengths)
-        per_trial = {
-            "patient_id": patient_ids[(spec.dataset, spec.subject)],
-            "dataset": spec.dataset,
-            "subject": spec.subject,
-            "activity": spec.activity,
-            "trial": spec.trial,
-            "subtrial": spec.subtrial,
-            "speed_mps": spec.speed_mps,
-            "incline_deg": spec.incline_deg,
-            "condition": spec.condition,
-            "population": spec.population,
-            "emg_kind": spec.emg_kind,
-            "source_path": spec.url,
-            "licence": spec.licence,
-        }
-        for name, value in per_trial.items():
+        n = outcome.n_strides
+        for name in RECORDING_METADATA:
+            columns[name].extend(outcome.columns[name])
+        for name, value in (
+            ("dataset", spec.dataset),
+            ("emg_kind", spec.emg_kind),
+            ("source_path", spec.url),
+            ("licence", spec.licence),
+        ):
             columns[name].extend([value] * n)
         columns["side"].extend(outcome.side)
         columns["duration_s"].extend(outcome.duration_s)
         columns["source_start_s"].extend(outcome.start_s)
+
+    subjects = list(zip(columns["dataset"], columns["subject"], strict=True))
+    patient_ids = {s: i for i, s in enumerate(sorted(set(subjects)))}
+    columns["patient_id"] = [patient_ids[s] for s in subjects]
+    peaks = [outcomes[k].peaks_array(len(MUSCLES)) for k in built]
+    scales = _subject_scales(subjects, np.concatenate(peaks) if peaks else np.empty((0, 13)))
+
+    placements, lengths = [], []
+    stride, row = 0, 0
+    for key in built:
+        outcome = outcomes[key]
+        n, n_rows = outcome.n_strides, int(sum(outcome.emg_lengths))
+        placements.append(Placement(key, stride, n, row, n_rows, scales[stride : stride + n]))
+        stride, row = stride + n, row + n_rows
+        lengths.extend(outcome.emg_lengths)
 
     table = {
         name: np.array(columns[name], dtype=object if dtype == "str" else dtype)
@@ -111,23 +107,19 @@ def plan_store(specs: dict[str, TrialSpec], outcomes: dict[str, TrialOutcome]) -
     return StorePlan(tuple(placements), stride, row, table, starts, ends)
 
 
-def _subject_scales(
-    built: list[str], specs: dict[str, TrialSpec], outcomes: dict[str, TrialOutcome]
-) -> dict[tuple[str, str], np.ndarray]:
-    """Per subject and muscle: the median stride envelope peak (NaN where never recorded)."""
-    peaks: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
-    for key in built:
-        peaks[(specs[key].dataset, specs[key].subject)].append(
-            outcomes[key].peaks_array(len(MUSCLES))
-        )
-    scales = {}
-    for subject, arrays in peaks.items():
-        stacked = np.concatenate(arrays)
-        with np.errstate(all="ignore"):
-            finite = np.isfinite(stacked).any(axis=0)
-            median = np.full(len(MUSCLES), np.nan)
-            median[finite] = np.nanmedian(stacked[:, finite], axis=0)
-        scales[subject] = median
+def _subject_scales(subjects: list[tuple[str, str]], peaks: np.ndarray) -> np.ndarray:
+    """(N, 13): per stride, its subject's median stride envelope peak per muscle (NaN where the
+    subject never recorded the muscle)."""
+    scales = np.full(peaks.shape, np.nan, dtype=np.float32)
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, subject in enumerate(subjects):
+        groups[subject].append(i)
+    for rows in groups.values():
+        block = peaks[rows]
+        recorded = np.isfinite(block).any(axis=0)
+        median = np.full(block.shape[1], np.nan)
+        median[recorded] = np.nanmedian(block[:, recorded], axis=0)
+        scales[rows] = median
     return scales
 
 
@@ -155,8 +147,7 @@ def write_stride_region(
     parts = []
     for placement, lo, hi in pieces:
         batch = staging.load_batch(placement.key)
-        scale = np.asarray(placement.emg_scale, dtype=np.float32)
-        parts.append((batch, lo, hi, scale))
+        parts.append((batch, lo, hi, placement.emg_scale[lo:hi]))
     n = region.stop - region.start
     if sum(hi - lo for _, lo, hi, _ in parts) != n:
         raise RuntimeError(f"strides {region.start}:{region.stop}: staged results do not fill it")
@@ -164,10 +155,8 @@ def write_stride_region(
     def gather(name: str) -> np.ndarray:
         return np.concatenate([getattr(b, name)[lo:hi] for b, lo, hi, _ in parts])
 
-    envelope = np.concatenate(
-        [b.emg_envelope[lo:hi] / scale[None, None, :] for b, lo, hi, scale in parts]
-    )
-    scale = np.concatenate([np.broadcast_to(s, (hi - lo, s.size)) for _, lo, hi, s in parts])
+    scale = np.concatenate([scale for *_, scale in parts])
+    envelope = gather("emg_envelope") / scale[:, None, :]
     values = {
         "emg_envelope": envelope,
         "kinematics": gather("kinematics"),
@@ -192,8 +181,9 @@ def write_emg_region(
     blocks = []
     for placement, lo, hi in pieces:
         batch = staging.load_batch(placement.key)
-        scale = np.asarray(placement.emg_scale, dtype=np.float32)
-        blocks.append(batch.emg[lo:hi] / scale[None, :])
+        # Each row is divided by the scale of the stride it belongs to.
+        stride_of_row = np.repeat(np.arange(batch.n_strides), np.diff(batch.emg_offsets))
+        blocks.append(batch.emg[lo:hi] / placement.emg_scale[stride_of_row[lo:hi]])
     rows = np.concatenate(blocks) if blocks else np.empty((0, len(MUSCLES)), np.float32)
     if rows.shape[0] != region.stop - region.start:
         raise RuntimeError(f"EMG rows {region.start}:{region.stop}: staged results do not fill it")
