@@ -165,7 +165,7 @@ def _build_locked(
         timings["writing"] = time.perf_counter() - clock
 
     report["timings_s"] = timings
-    _finalise(version_path, plan, report, catalog_path)
+    _finalise(version_path, plan, report, catalog_path, _dataset_sources(trials))
     output.publish(version)
     manifest.update(
         published=version,
@@ -366,7 +366,11 @@ def _stored_keys(version_path: str) -> set[str]:
 
 
 def _finalise(
-    version_path: str, plan: StorePlan, report: dict[str, Any], catalog_path: str
+    version_path: str,
+    plan: StorePlan,
+    report: dict[str, Any],
+    catalog_path: str,
+    datasets: dict[str, dict[str, str]],
 ) -> None:
     """Attributes, then metadata consolidated exactly once, then the index and the report.
 
@@ -396,6 +400,7 @@ def _finalise(
             ),
             "build_report": REPORT_NAME,
             "stride_index": INDEX_NAME,
+            "datasets": datasets,
         }
     )
     with warnings.catch_warnings():
@@ -457,6 +462,14 @@ def _track(
             finally:
                 future.release()
                 bar.advance(task)
+
+
+def _dataset_sources(trials: dict[str, TrialSpec]) -> dict[str, dict[str, str]]:
+    """Per dataset: its licence and the citation users owe it (root attribute ``datasets``)."""
+    return {
+        spec.dataset: {"licence": spec.licence, "citation": spec.citation}
+        for spec in sorted(trials.values(), key=lambda s: s.dataset)
+    }
 
 
 def _fingerprint(trials: dict[str, TrialSpec], layout: ChunkLayout) -> str:

@@ -35,7 +35,7 @@ from builder.conventions import ACTIVITIES, EmgKind
 from builder.errors import CatalogError
 from builder.processing.emg import EmgProcessing
 from builder.records import RECORDING_METADATA, TrialSpec
-from builder.sources import get_adapter
+from builder.sources import available_adapters, get_adapter
 
 # Trial-table columns a path pattern may fill, and their types.
 _COLUMN_TYPES: dict[str, type] = {
@@ -266,8 +266,11 @@ def _expand_source(
     where = f"{source.path}: source {name!r}"
     try:
         adapter = get_adapter(entry.driver)
-    except KeyError as exc:
-        raise _Unavailable(f"no adapter for driver {entry.driver!r} yet ({exc.args[0]})") from None
+    except KeyError:
+        known = ", ".join(available_adapters())
+        raise _Unavailable(
+            f"no adapter for driver {entry.driver!r} yet (available: {known})"
+        ) from None
     adapter_args = {k: v for k, v in entry.args.items() if k != "urlpath"}
     try:
         options = adapter.options_model.model_validate(adapter_args)

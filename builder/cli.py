@@ -1,4 +1,4 @@
-"""Command line: ``python -m builder run | info | export-index`` (also installed as ``builder``)."""
+"""Command line: ``python -m builder run | info | export-index | report`` (also ``builder``)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,23 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("url", metavar="URL", help="store path or URL")
     export.add_argument("--to", metavar="FILE.h5", required=True, help="HDF5 file to write")
     export.set_defaults(handler=_export_index)
+
+    report = sub.add_parser(
+        "report",
+        help="write an HTML quality report of a store (stride counts, curves per dataset)",
+        description=(
+            "Write DIR/index.html with PNG figures: strides per dataset and activity, component "
+            "coverage, every dataset's mean ± SD curves of the joint angles, moments and EMG "
+            "envelopes overlaid, mask checks, and the trials left out and sources unavailable."
+        ),
+    )
+    report.add_argument("url", metavar="URL", help="store path or URL")
+    report.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder to write (default: <store name>-report in the current folder)",
+    )
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -120,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from builder.store.reader import read_report, stride_counts, stride_table
+    from builder.store.reader import open_group, read_report, stride_counts, stride_table
 
     report = read_report(args.url)
     counts = stride_counts(stride_table(args.url))
@@ -143,6 +160,10 @@ def _info(args: argparse.Namespace) -> int:
             end_section=True,
         )
     out.print(table)
+    for dataset, source in sorted(open_group(args.url).attrs.get("datasets", {}).items()):
+        out.print(
+            f"[bold]{dataset}[/] ({source['licence']}): cite {source['citation']}", highlight=False
+        )
 
     out.print(
         f"Build report: {report['n_trials_built']} trials built, "
@@ -182,6 +203,15 @@ def _export_index(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BuilderError(f"{args.to}: cannot write HDF5 ({exc})") from None
     Console(stderr=True).print(f"Wrote {args.to}: {len(table)} strides")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from builder.report import default_report_dir, write_report
+
+    out = args.out or default_report_dir(args.url)
+    index = write_report(args.url, out)
+    Console(stderr=True).print(f"Wrote {index}", highlight=False)
     return 0
 
 
