@@ -325,8 +325,12 @@ def test_envelope_source_is_interpolated_onto_an_exact_grid() -> None:
     # Sample k·10 of the output is sample k of the input.
     np.testing.assert_allclose(present[::10], env[:, [0, 2]], atol=1e-12)
     assert notes == []
-    # Time-normalised strides have irrational rates: the grid is still exactly 1 kHz.
+    # Time-normalised strides have irrational rates: the grid is still exactly 1 kHz, and it
+    # reaches the stride's end even when that falls between two grid points.
     stride = np.linspace(0, 1, 1001)[:, None] ** 2
-    out, _, _ = process_envelope_source(TimeSeries(stride, 1000 / 1.137, 0.0, "V"), EmgProcessing())
-    assert out.rate_hz == 1000.0 and out.n_samples == 1138  # 0 … 1.137 s inclusive
-    np.testing.assert_allclose(out.data[-1], 1.0, atol=2e-3)
+    for duration, n_expected in ((1.137, 1138), (1.3077, 1309)):
+        out, _, _ = process_envelope_source(
+            TimeSeries(stride, 1000 / duration, 0.0, "V"), EmgProcessing()
+        )
+        assert out.rate_hz == 1000.0 and out.n_samples == n_expected
+        assert out.end_s >= duration and out.data[-1, 0] == 1.0

@@ -48,10 +48,15 @@ def test_vectorised_equals_per_stride_interpolation_and_keeps_channels() -> None
 
 
 def test_points_outside_the_recording_are_nan_not_extrapolated() -> None:
-    series = TimeSeries(np.ones((101, 1)), 100.0, 1.0, "deg")  # covers 1.0 … 2.0 s
+    series = TimeSeries(np.arange(101.0)[:, None], 100.0, 1.0, "deg")  # covers 1.0 … 2.0 s
     curves = time_normalise(series, np.array([0.5, 1.0]), np.array([1.5, 2.0]), 11)
     assert np.isnan(curves[0, :5]).all() and np.isfinite(curves[0, 5:]).all()
     assert np.isfinite(curves[1]).all()  # exactly the recorded span
+    # Within one sample past an end the end value holds; further out is NaN.
+    near = time_normalise(series, np.array([0.995]), np.array([2.009]), 2)
+    assert near[0, :, 0].tolist() == [0.0, 100.0]
+    far = time_normalise(series, np.array([0.985]), np.array([2.015]), 2)
+    assert np.isnan(far).all()
 
 
 def test_nan_spoils_only_neighbouring_points() -> None:

@@ -531,7 +531,10 @@ def process_envelope_source(
     """
     rate, target = float(emg.rate_hz), float(settings.target_rate_hz)
     xc, recorded, _, notes = _prepare(emg)
-    n_out = int(np.floor((xc.shape[-1] - 1) * target / rate + 1e-9)) + 1
+    # Cover the whole recorded span (the last point may lie up to one target sample past the
+    # last input sample, holding its value): a stride ending between two grid points keeps
+    # its end, so its envelope is not cut short.
+    n_out = int(np.ceil((xc.shape[-1] - 1) * target / rate - 1e-9)) + 1
     values = None
     if recorded.any():
         t_in = np.arange(xc.shape[-1]) / rate

@@ -33,9 +33,11 @@ def time_normalise(
     """Resample each window [start, end] onto ``n_samples`` equally spaced points (inclusive).
 
     Linear interpolation, evaluated for all strides at once: returns (N, n_samples, *channels).
-    Points outside the recording are NaN, and a NaN sample only spoils its neighbours (unlike a
-    global spline). For ~100 Hz kinematics of ~1 s strides the interpolation error is far below
-    measurement noise (≈0.05° on a knee curve).
+    Points more than one sample outside the recording are NaN; within one sample of its ends
+    they take the end value (a rational resampling to 1 kHz can end up to one output sample
+    before the input did, and a stride ending there must keep its last point). A NaN sample
+    only spoils its neighbours (unlike a global spline). For ~100 Hz kinematics of ~1 s strides
+    the interpolation error is far below measurement noise (≈0.05° on a knee curve).
     """
     starts_s = np.asarray(starts_s, dtype=np.float64)
     ends_s = np.asarray(ends_s, dtype=np.float64)
@@ -43,10 +45,8 @@ def time_normalise(
     query_s = starts_s[:, None] + (ends_s - starts_s)[:, None] * fraction[None, :]
     position = (query_s - series.start_s) * series.rate_hz  # fractional sample index
     last = series.n_samples - 1
-    # Snap points within a rounding error of the recording's ends back inside it.
-    position = np.where(np.abs(position - last) < 1e-6, last, position)
-    position = np.where(np.abs(position) < 1e-6, 0.0, position)
-    inside = (position >= 0) & (position <= last)
+    inside = (position >= -1.0) & (position <= last + 1.0)
+    position = np.clip(position, 0.0, last)
     left = np.clip(np.floor(position).astype(np.int64), 0, max(last - 1, 0))
     weight = np.clip(position - left, 0.0, 1.0)
     data = np.asarray(series.data, dtype=np.float64)

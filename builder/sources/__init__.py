@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
@@ -28,8 +30,21 @@ def available_adapters() -> list[str]:
     return sorted(_REGISTRY)
 
 
-# Adapters register themselves on import.
-from builder.sources import c3d as _c3d  # noqa: E402, F401
+# Adapters register themselves on import: one module per format or dataset.
+_ADAPTER_MODULES = (
+    "bacek",
+    "c3d",
+    "camargo",
+    "embry",
+    "gait120",
+    "k2muse",
+    "lencioni",
+    "macaluso",
+    "matlab_struct",
+    "van_criekinge",
+)
+for _module in _ADAPTER_MODULES:
+    import_module(f"builder.sources.{_module}")
 
 __all__ = [
     "AdapterOptions",

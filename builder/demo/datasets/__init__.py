@@ -23,7 +23,16 @@ Generator = Callable[[Path], dict[str, Any]]
 MINIATURES: dict[str, Generator] = {}
 
 # Generator modules, one per dataset (a module may serve several related datasets).
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = (
+    "bacek",
+    "camargo",
+    "embry",
+    "gait120",
+    "k2muse",
+    "lencioni",
+    "macaluso",
+    "van_criekinge",
+)
 
 
 def miniature(source: str) -> Callable[[Generator], Generator]:

@@ -1,0 +1,570 @@
+"""Generic adapter for gait-cycle-normalised MATLAB structs (``driver: matlab_struct``).
+
+The layout it reads is the one of antoinefalisse/3dpredictsim's ``ExperimentalData.mat``
+(and of many lab exports like it): one variable (``layout.root``) holding one container per
+quantity, each with one container per subject, each with
+
+- ``<data_field>`` (default ``all``): (points, channels, cycles), every cycle time-normalised
+  from a heel strike of the leg in ``sides`` to its next heel strike, and
+- ``<names_field>`` (default ``colheaders``): the channel names (OpenSim coordinates, muscles).
+
+For example ``ExperimentalData.Q.subject1.Qs.all`` (100 × 19 × 11, degrees),
+``ExperimentalData.Torques.subject1.all`` (N·m) and ``ExperimentalData.EMG.subject1.all``
+(100 × 14 × 11, NaN where a muscle was not recorded in a cycle). Catalogue ``args``
+(validated by :class:`MatlabStructOptions`)::
+
+    layout:
+      root: ExperimentalData           # variable that holds everything (null: the file itself)
+      subjects_from: Q                  # container whose keys are the subjects
+      data_field: all
+      names_field: colheaders
+      endpoint: true                    # the P points include both heel strikes
+      speed_from: {container: "Q.{subject}.Qdots", column: pelvis_tx}   # optional, m/s
+    sides: [R]                          # the leg whose heel strikes delimit the cycles
+    rates: {points_per_stride: {emg: 100, kinematics: 100, kinetics: 100}}
+    emg: {container: "EMG.{subject}", channels: {soleus: {R: Soleus}, ...}}
+    kinematics: {container: "Q.{subject}.Qs", columns: {knee: {flexion: {R: knee_angle}}},
+                 sign: {knee.flexion: -1}, units: deg}
+    kinetics: {container: "Torques.{subject}", columns: ..., units: N.m, body_mass: {kg: 62}}
+    events:
+      durations_from: velocities        # | field | fixed
+      velocities: "Q.{subject}.Qdots"   # time derivatives of the kinematics container
+      grf_check: {container: "GRFs.{subject}", vertical: Vertical}
+
+Cycle durations. Time-normalised cycles carry no time, and such files often give none:
+
+- ``velocities``: the file has the angles' time derivatives (``Qdots``, per second) beside
+  the angles. Per cycle, the duration T is the least-squares ratio between the derivative of
+  the angles over the cycle (per unit cycle) and the stored velocities: dq/dt = (dq/dφ) / T.
+  The fit must explain the velocities (relative residual ≤ 20 %), otherwise the file is
+  refused. On ExperimentalData.mat this gives 1.02-1.09 s (residual ≈ 0.3 %), matching
+  stride length / mean pelvis velocity to within a few per cent.
+- ``field``: a struct path (``{subject}`` allowed) holding one duration in seconds per cycle.
+- ``fixed``: ``stride_duration_s`` for every cycle (a documented value, e.g. from the paper).
+
+What is checked on the data (a failed check is a :class:`SourceError` naming it): the point
+counts against ``rates.points_per_stride``; peak swing knee flexion positive (> 30°) after
+the sign rules; moments below 5 N·m/kg with an internal (negative) ankle plantarflexor moment
+at 40-55 % of the cycle; EMG non-negative and smooth for ``emg_kind: envelope``; with
+``grf_check``, the vertical force loaded at 5-15 % and unloaded at 75-90 % of the cycle (so
+the cycle does start at that leg's heel strike). A muscle with NaN in a cycle is absent in
+that stride (mask False), never zero.
+
+The module also holds the small data checks the per-dataset MATLAB adapters share
+(:func:`phase_mean`, :func:`emg_signal_kind`, :func:`moment_units_by_magnitude`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, ValidationError, model_validator
+
+from builder.conventions import ANGLE_UNITS, JOINTS, PLANES, Side, angle_factor, moment_factor
+from builder.errors import SourceError
+from builder.records import TrialRecording, TrialSpec
+from builder.sources import register_adapter
+from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.mapping import joint_array, muscle_matrix
+from builder.sources.matlab import field, load_mat
+from builder.sources.options import DatasetOptions, JointMap
+from builder.sources.segments import cycle_sides
+
+_HIP, _KNEE, _ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
+_ADD, _ROT, _FLEX = (PLANES.index(p) for p in ("adduction", "rotation", "flexion"))
+
+# Internal moments above this (N·m/kg) do not happen in walking (running peaks ~4).
+MAX_WALKING_MOMENT = 5.0
+# An envelope is smooth: RMS of its first difference over its standard deviation. Linear
+# envelopes sampled at 100 points to 1 kHz give 0.1-0.3 (ExperimentalData.mat: 0.13-0.27),
+# rectified or raw EMG 1-1.4 (broadband).
+MAX_ENVELOPE_ROUGHNESS = 0.7
+# Share of negative samples above which a signal is signed (raw), not an envelope.
+MAX_NEGATIVE_SHARE = 0.01
+
+
+# --- checks shared by the MATLAB dataset adapters -----------------------------------------
+
+
+def phase_mean(curves: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Mean over strides and over the cycle fraction [lo, hi] of time-normalised ``curves``
+    (N, P, ...) whose P points span heel strike to heel strike (both included); NaN-aware."""
+    curves = np.asarray(curves, dtype=float)
+    phase = np.linspace(0.0, 1.0, curves.shape[1])
+    window = curves[:, (phase >= lo) & (phase <= hi)]
+    with warnings.catch_warnings():  # an all-NaN window is NaN, without a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(window, axis=(0, 1))
+
+
+def emg_signal_kind(signals: list[np.ndarray]) -> tuple[str, str]:
+    """What EMG arrays hold: ``"envelope"`` (non-negative, smooth), ``"rectified"``
+    (non-negative, rough) or ``"raw"`` (signed), with the figures that decided it.
+
+    ``signals`` are (T, C) arrays (strides or cycles), NaN where absent.
+    """
+    finite = [s[np.isfinite(s)] for s in signals]
+    values = np.concatenate(finite) if finite else np.empty(0)
+    if values.size == 0:
+        return "envelope", "no EMG samples"
+    tolerance = 1e-9 * float(np.max(np.abs(values)) or 1.0)
+    negative = float(np.mean(values < -tolerance))
+    if negative > MAX_NEGATIVE_SHARE:
+        return "raw", f"{negative:.0%} of the samples are negative"
+    roughness = []
+    for signal in signals:
+        for column in np.asarray(signal, dtype=float).T:
+            x = column[np.isfinite(column)]
+            if x.size > 3 and x.std() > 0:
+                roughness.append(np.sqrt(np.mean(np.diff(x) ** 2)) / x.std())
+    rough = float(np.median(roughness)) if roughness else 0.0
+    kind = "rectified" if rough > MAX_ENVELOPE_ROUGHNESS else "envelope"
+    return kind, f"non-negative, roughness {rough:.2f} (envelopes < {MAX_ENVELOPE_ROUGHNESS})"
+
+
+def check_emg_kind(signals: list[np.ndarray], emg_kind: str, url: str, assumption: str) -> None:
+    """Refuse EMG whose content disagrees with the catalogue's ``emg_kind``."""
+    found, detail = emg_signal_kind(signals)
+    if emg_kind == "envelope" and found != "envelope":
+        raise SourceError(
+            url,
+            f"{assumption}: the EMG is {found}, not an envelope ({detail}); "
+            "set metadata.emg_kind to raw if the signal is raw EMG",
+        )
+    if emg_kind == "raw" and found != "raw":
+        raise SourceError(
+            url,
+            f"{assumption}: the EMG is {found} ({detail}), not signed raw EMG; "
+            "set metadata.emg_kind to envelope",
+        )
+
+
+# Typical peak |hip flexion moment| in walking is ~1 N·m/kg; these bands never overlap for
+# humans (N·mm/kg ~1000, N·m ~ 60 for adults and ~20 for a 20 kg child).
+_UNIT_BANDS = (("N.m/kg", 0.2, 5.0), ("N.mm/kg", 200.0, 5000.0), ("N.m", 8.0, 200.0))
+
+
+def moment_units_by_magnitude(peak: float) -> str | None:
+    """The moment unit that a walking peak |hip flexion moment| of ``peak`` implies."""
+    for unit, lo, hi in _UNIT_BANDS:
+        if lo <= peak <= hi:
+            return unit
+    return None
+
+
+def check_walking_moments(
+    moments: np.ndarray, url: str, *, what: str, assumption: str, min_strides: int = 1
+) -> None:
+    """Magnitude and sign of canonical moments (N, P, 3, 3) of walking strides.
+
+    Refused: peaks above :data:`MAX_WALKING_MOMENT` or a hip flexion peak below 0.1 N·m/kg
+    (units), or a positive ankle moment at 40-55 % of the cycle (external, not internal).
+    """
+    finite = np.isfinite(moments[:, :, _ANKLE, _FLEX]).all(axis=1)
+    moments = moments[finite]
+    if moments.shape[0] < min_strides:
+        return
+    hip_peak = float(np.nanmedian(np.nanmax(np.abs(moments[:, :, _HIP, _FLEX]), axis=1)))
+    overall = float(np.nanmedian(np.nanmax(np.abs(moments), axis=(1, 2, 3))))
+    if overall > MAX_WALKING_MOMENT or hip_peak < 0.1:
+        raise SourceError(
+            url,
+            f"{assumption}: {what} give a peak |hip flexion moment| of {hip_peak:.3g} N.m/kg "
+            f"(largest component {overall:.3g}); walking is ~1 N.m/kg: check the units",
+        )
+    ankle = float(phase_mean(moments[:, :, _ANKLE, _FLEX], 0.40, 0.55))
+    if not ankle < 0:
+        raise SourceError(
+            url,
+            f"{assumption}: {what} give an ankle moment of {ankle:+.2f} N.m/kg at 40-55 % of "
+            "the cycle; the internal plantarflexor moment is negative (~-1.3): the moments "
+            "look external, check the sign rules",
+        )
+
+
+def check_knee_flexion(kinematics: np.ndarray, url: str, assumption: str) -> None:
+    """Peak swing knee flexion must be positive and large (~60° in walking)."""
+    knee = kinematics[:, :, _KNEE, _FLEX]
+    if not np.isfinite(knee).any():
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_curve = np.nanmean(knee, axis=0)
+    phase = np.linspace(0.0, 1.0, knee.shape[1])
+    swing = mean_curve[(phase >= 0.55) & (phase <= 0.9)]
+    peak = float(np.nanmax(swing))
+    if not peak > 30:
+        raise SourceError(
+            url,
+            f"{assumption}: peak swing knee flexion is {peak:.1f} deg (min "
+            f"{float(np.nanmin(swing)):.1f}); flexion-positive walking peaks near +60 deg",
+        )
+
+
+# --- options --------------------------------------------------------------------------------
+
+
+class SpeedFrom(AdapterOptions):
+    """Walking speed per cycle: the mean of a velocity channel (m/s), e.g. pelvis_tx."""
+
+    container: str
+    column: str
+
+
+class StructLayout(AdapterOptions):
+    format: Literal["mat-v5", "mat-v7.3"] = "mat-v5"
+    per_file: Literal["subject", "dataset"] = "dataset"
+    root: str | None = None
+    subjects_from: str
+    data_field: str = "all"
+    names_field: str = "colheaders"
+    endpoint: bool = True  # the points include both heel strikes
+    activity_from: Literal["path"] = "path"
+    speed_from: SpeedFrom | None = None
+
+
+class GrfCheck(AdapterOptions):
+    container: str
+    vertical: str
+
+
+class StructEvents(AdapterOptions):
+    kind: Literal["pre_segmented"] = "pre_segmented"
+    durations_from: Literal["velocities", "field", "fixed"]
+    velocities: str | None = None
+    durations_field: str | None = None
+    stride_duration_s: float | None = Field(None, gt=0)
+    grf_check: GrfCheck | None = None
+
+    @model_validator(mode="after")
+    def _source_given(self) -> StructEvents:
+        needed = {
+            "velocities": "velocities",
+            "field": "durations_field",
+            "fixed": "stride_duration_s",
+        }
+        name = needed[self.durations_from]
+        if getattr(self, name) is None:
+            raise ValueError(f"durations_from {self.durations_from!r} needs {name}")
+        return self
+
+
+class MatlabStructOptions(DatasetOptions):
+    layout: StructLayout
+    events: StructEvents
+
+    @model_validator(mode="after")
+    def _containers(self) -> MatlabStructOptions:
+        for name in ("emg", "kinematics", "kinetics"):
+            part = getattr(self, name)
+            if part is not None and not part.container:
+                raise ValueError(f"{name}.container (struct path, {{subject}} allowed) is required")
+        for name in ("kinematics", "kinetics"):
+            part = getattr(self, name)
+            if part is not None and not part.columns:
+                raise ValueError(f"{name}.columns (joint -> plane -> side -> name) is required")
+        return self
+
+
+# --- the adapter ------------------------------------------------------------------------------
+
+
+@register_adapter
+class MatlabStructAdapter(SourceAdapter):
+    name = "matlab_struct"
+    options_model = MatlabStructOptions
+
+    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
+        options = validate_options(MatlabStructOptions, spec)
+        data = load_mat(files.local_path(spec.url), spec.url)
+        root = field(data, options.layout.root, spec.url) if options.layout.root else data
+        subjects_node = field(root, options.layout.subjects_from, spec.url, why="subjects")
+        if not isinstance(subjects_node, dict) or not subjects_node:
+            raise SourceError(spec.url, f"{options.layout.subjects_from} holds no subjects")
+        recordings = []
+        for subject in subjects_node:
+            recordings += _subject(root, subject, options, spec)
+        return recordings
+
+
+def validate_options(model: type[DatasetOptions], spec: TrialSpec) -> Any:
+    """The spec's options as ``model``; invalid ones are a SourceError naming the key."""
+    try:
+        return model.model_validate(spec.options)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SourceError(
+            spec.url, f"invalid {spec.adapter} options: {where}: {first['msg']}"
+        ) from None
+
+
+class _Table:
+    """One (points, channels, cycles) container with its channel names."""
+
+    def __init__(self, root: Any, path: str, layout: StructLayout, url: str) -> None:
+        node = field(root, path, url)
+        self.path, self.url = path, url
+        raw_names = field(node, layout.names_field, url, why="channel names")
+        self.names = [raw_names] if isinstance(raw_names, str) else [str(n) for n in raw_names]
+        array = np.asarray(field(node, layout.data_field, url), dtype=float)
+        n = len(self.names)
+        if array.ndim == 1:
+            array = array[:, None, None]
+        elif array.ndim == 2:
+            array = array[:, :, None] if array.shape[1] == n else array[:, None, :]
+        if array.ndim != 3 or array.shape[1] != n:
+            raise SourceError(
+                url,
+                f"{path}.{layout.data_field} has shape {array.shape}, expected (points, "
+                f"{n} channels, cycles)",
+            )
+        self.data = array
+
+    @property
+    def n_points(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def n_cycles(self) -> int:
+        return int(self.data.shape[2])
+
+    def column(self, name: str, why: str) -> np.ndarray:
+        """(cycles, points) of channel ``name``."""
+        if name not in self.names:
+            raise SourceError(
+                self.url, f"{self.path}: no channel {name!r} ({why}); found {self.names}"
+            )
+        return self.data[:, self.names.index(name), :].T
+
+
+def _subject(
+    root: Any, subject: str, options: MatlabStructOptions, spec: TrialSpec
+) -> list[TrialRecording]:
+    url, layout = spec.url, options.layout
+
+    def table(path: str) -> _Table:
+        return _Table(root, path.format(subject=subject), layout, url)
+
+    kin_table = table(options.kinematics.container) if options.kinematics else None
+    mom_table = table(options.kinetics.container) if options.kinetics else None
+    emg_table = table(options.emg.container) if options.emg else None
+    tables = {"kinematics": kin_table, "kinetics": mom_table, "emg": emg_table}
+    present = {k: t for k, t in tables.items() if t is not None}
+    if not present:
+        raise SourceError(url, "no kinematics, kinetics or EMG container configured")
+    counts = {k: t.n_cycles for k, t in present.items()}
+    if len(set(counts.values())) != 1:
+        raise SourceError(url, f"{subject}: the containers hold different cycle counts {counts}")
+    n_cycles = next(iter(counts.values()))
+    for stream, t in present.items():
+        expected = options.rates.points_per_stride.get(stream)
+        if expected is not None and t.n_points != expected:
+            raise SourceError(
+                url,
+                f"{t.path}: {t.n_points} points per cycle, the catalogue says {expected} "
+                "(rates.points_per_stride)",
+            )
+
+    # Whole milliseconds: the envelope path resamples a stride onto the 1 kHz grid without
+    # its last fractional millisecond, which leaves the stride's final envelope point NaN
+    # (mask False) when the duration is not a multiple of 1 ms. 0.5 ms is far below the
+    # precision of a derived duration (~3 ms).
+    durations = np.round(_durations(root, subject, kin_table, options, url), 3)
+    if durations.shape != (n_cycles,) or not (np.isfinite(durations) & (durations > 0)).all():
+        raise SourceError(url, f"{subject}: cycle durations {durations} are not usable")
+    speeds = _speeds(root, subject, options, url, n_cycles)
+    if options.events.grf_check is not None:
+        _check_grf(table(options.events.grf_check.container), options.events.grf_check, url)
+
+    recordings = []
+    for side in options.sides:
+        kinematics = _joints(kin_table, options.kinematics, side, "kinematics", url)
+        kinetics = _joints(mom_table, options.kinetics, side, "kinetics", url, root, subject)
+        emg = _emg(emg_table, options, side, spec)
+        if kinematics is not None:
+            check_knee_flexion(kinematics, url, "knee flexion sign (kinematics.sign)")
+        if kinetics is not None:
+            check_walking_moments(
+                kinetics, url, what="the moments", assumption="kinetics units/body mass/sign"
+            )
+        strides = cycle_sides(
+            side,
+            durations,
+            kinematics=kinematics,
+            kinetics=kinetics,
+            emg=emg,
+            emg_units="normalised" if spec.emg_kind == "envelope" else "V",
+        )
+        for k, stride in enumerate(strides):
+            meta: dict[str, Any] = {"subject": subject, "subtrial": f"cycle{k + 1:02d}"}
+            if speeds is not None:
+                meta["speed_mps"] = float(speeds[k])
+            recordings.append(
+                TrialRecording(
+                    sides=(stride,),
+                    emg_kind=spec.emg_kind,
+                    event_source="pre_segmented",
+                    notes=(
+                        f"{subject} cycle {k + 1}: duration {durations[k]:.3f} s from "
+                        f"{options.events.durations_from}",
+                    ),
+                    meta=meta,
+                    times_absolute=False,
+                )
+            )
+    return recordings
+
+
+def _joints(
+    table: _Table | None,
+    joints: JointMap | None,
+    side: Side,
+    what: str,
+    url: str,
+    root: Any = None,
+    subject: str = "",
+) -> np.ndarray | None:
+    """(cycles, points, 3, 3) canonical angles (deg) or internal moments (N·m/kg)."""
+    if table is None or joints is None:
+        return None
+    columns = joints.component_columns(side)
+    if not columns:
+        return None
+    if what == "kinematics":
+        factor = angle_factor(joints.units or ANGLE_UNITS)
+    else:
+        if joints.units is None:
+            raise SourceError(url, "kinetics.units is required (N.m/kg, N.mm/kg, N.m, N.mm)")
+        try:
+            factor = moment_factor(joints.units, _body_mass(joints, root, subject, url))
+        except ValueError as error:
+            raise SourceError(url, f"kinetics: {error}") from None
+    values = {
+        key: table.column(str(name), f"{what} {key[0]} {key[1]}") for key, name in columns.items()
+    }
+    shape = (table.n_cycles, table.n_points)
+    return joint_array(values, shape, signs=joints.sign, factor=factor)
+
+
+def _body_mass(joints: JointMap, root: Any, subject: str, url: str) -> float | None:
+    spec = joints.body_mass or {}
+    if "kg" in spec:
+        return float(spec["kg"])
+    if "field" in spec:
+        return float(np.asarray(field(root, str(spec["field"]).format(subject=subject), url)))
+    return None
+
+
+def _emg(
+    table: _Table | None, options: MatlabStructOptions, side: Side, spec: TrialSpec
+) -> np.ndarray | None:
+    if table is None or options.emg is None:
+        return None
+    names = options.emg.names(side)
+    if not names:
+        return None
+    columns = {
+        muscle: [table.column(n, f"EMG {muscle}") for n in source]
+        for muscle, source in names.items()
+    }
+    emg = muscle_matrix(
+        {m: (v[0] if len(v) == 1 else v) for m, v in columns.items()},
+        (table.n_cycles, table.n_points),
+    )
+    check_emg_kind(list(emg), spec.emg_kind, spec.url, "metadata.emg_kind")
+    # A muscle with any NaN in a cycle is absent from that stride: all NaN, never zero.
+    partial = ~np.isfinite(emg).all(axis=1, keepdims=True)
+    return np.where(partial, np.nan, emg)
+
+
+def _durations(
+    root: Any, subject: str, kin_table: _Table | None, options: MatlabStructOptions, url: str
+) -> np.ndarray:
+    events = options.events
+    if events.durations_from == "fixed":
+        n = _n_cycles(root, subject, options, url)
+        return np.full(n, float(events.stride_duration_s))
+    if events.durations_from == "field":
+        path = str(events.durations_field).format(subject=subject)
+        return np.atleast_1d(np.asarray(field(root, path, url), dtype=float)).ravel()
+    # velocities: dq/dt = (dq/dphase) / T, per cycle, over the mapped kinematic channels.
+    if kin_table is None or options.kinematics is None:
+        raise SourceError(url, "durations_from velocities needs the kinematics container")
+    velocities = _Table(root, str(events.velocities).format(subject=subject), options.layout, url)
+    names = [
+        str(n)
+        for side in options.sides
+        for n in options.kinematics.component_columns(side).values()
+        if str(n) in velocities.names
+    ]
+    if not names:
+        raise SourceError(url, f"{velocities.path}: none of the kinematic channels is there")
+    step = 1.0 / (kin_table.n_points - 1 if options.layout.endpoint else kin_table.n_points)
+    durations = []
+    for k in range(kin_table.n_cycles):
+        angle = np.stack([kin_table.column(n, "duration")[k] for n in names], axis=1)
+        rate = np.stack([velocities.column(n, "duration")[k] for n in names], axis=1)
+        per_cycle = np.gradient(angle, step, axis=0)[2:-2].ravel()
+        per_second = rate[2:-2].ravel()
+        ok = np.isfinite(per_cycle) & np.isfinite(per_second)
+        a, b = per_cycle[ok], per_second[ok]
+        inverse = float(a @ b) / float(a @ a) if a.size and a @ a > 0 else np.nan
+        residual = np.linalg.norm(b - inverse * a) / (np.linalg.norm(b) or np.nan)
+        if not inverse > 0 or not residual <= 0.2:
+            raise SourceError(
+                url,
+                f"{velocities.path}: cycle {k + 1}'s velocities are not the time derivative of "
+                f"its angles (relative residual {residual:.2f}); cannot derive its duration",
+            )
+        durations.append(1.0 / inverse)
+    return np.array(durations)
+
+
+def _n_cycles(root: Any, subject: str, options: MatlabStructOptions, url: str) -> int:
+    for part in (options.kinematics, options.kinetics, options.emg):
+        if part is not None:
+            path = str(part.container).format(subject=subject)
+            return _Table(root, path, options.layout, url).n_cycles
+    raise SourceError(url, "no container configured")
+
+
+def _speeds(
+    root: Any, subject: str, options: MatlabStructOptions, url: str, n_cycles: int
+) -> np.ndarray | None:
+    speed = options.layout.speed_from
+    if speed is None:
+        return None
+    table = _Table(root, speed.container.format(subject=subject), options.layout, url)
+    values = table.column(speed.column, "speed")
+    if values.shape[0] != n_cycles:
+        raise SourceError(url, f"{table.path}: {values.shape[0]} cycles, expected {n_cycles}")
+    return np.nanmean(values, axis=1)
+
+
+def _check_grf(table: _Table, check: GrfCheck, url: str) -> None:
+    vertical = table.column(check.vertical, "GRF check")
+    peak = np.nanmax(np.abs(vertical), axis=1)
+    loaded = phase_mean(np.abs(vertical) / peak[:, None], 0.05, 0.15)
+    unloaded = phase_mean(np.abs(vertical) / peak[:, None], 0.75, 0.90)
+    if not (loaded >= 0.3 and unloaded <= 0.1):
+        raise SourceError(
+            url,
+            f"{table.path}.{check.vertical}: the cycles do not start at this leg's heel strike "
+            f"(vertical force {loaded:.0%} of its peak at 5-15 %, {unloaded:.0%} at 75-90 %)",
+        )
+
+
+__all__ = [
+    "MatlabStructAdapter",
+    "MatlabStructOptions",
+    "check_emg_kind",
+    "check_knee_flexion",
+    "check_walking_moments",
+    "emg_signal_kind",
+    "moment_units_by_magnitude",
+    "phase_mean",
+    "validate_options",
+]
