@@ -249,6 +249,7 @@ def process_trial(spec: TrialSpec, key: str, staging: Staging) -> TrialOutcome:
         if not batches:
             detail = "; ".join(dict.fromkeys(notes)) if notes else "no heel-strike pairs"
             raise SourceError(spec.url, f"no complete stride ({detail})")
+        notes = list(dict.fromkeys(notes))  # runs of one trial repeat the same findings
         batch = concatenate_batches(batches, by_time=False)
         staging.save_batch(key, batch)
         event_source = "+".join(dict.fromkeys(sources))

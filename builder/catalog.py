@@ -31,7 +31,7 @@ import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from builder.conventions import ACTIVITIES, EmgKind
+from builder.conventions import ACTIVITIES, POPULATIONS, EmgKind
 from builder.errors import CatalogError
 from builder.processing.emg import EmgProcessing
 from builder.records import RECORDING_METADATA, TrialSpec
@@ -349,6 +349,8 @@ def resolve_metadata(spec: TrialSpec, overrides: Mapping[str, Any]) -> dict[str,
             f"to one of {list(ACTIVITIES)}"
         )
     values["activity"] = activity
+    if values["population"] not in POPULATIONS:
+        raise ValueError(f"population {values['population']!r} is not one of {list(POPULATIONS)}")
     for name in ("speed_mps", "incline_deg"):
         values[name] = float(values[name])
     for name in ("subject", "trial", "subtrial", "condition", "population"):

@@ -60,6 +60,11 @@ ACTIVITIES: Final = (
     "other",
 )
 
+# Who the strides come from (the stride table's ``population``). Conditions (``condition``)
+# are free text built from documented flags: knee_orthosis, fatigue, electrode_shift,
+# perturbation, terrain_stiffness=<value>, paretic leg, ... (see the catalogue entries).
+POPULATIONS: Final = ("healthy", "older_adults", "children", "stroke")
+
 EmgKind = Literal["raw", "envelope"]
 EMG_KINDS: Final = ("raw", "envelope")
 

@@ -109,7 +109,7 @@ def test_one_stride_per_entry_on_the_recorded_side(miniature, built) -> None:
 
 def test_metadata_population_and_conditions(built) -> None:
     populations = {s: set(o.columns["population"]) for s, (o, _) in built.items()}
-    assert populations == {"S01": {"healthy"}, "S02": {"child"}, "S03": {"healthy"}}
+    assert populations == {"S01": {"healthy"}, "S02": {"children"}, "S03": {"healthy"}}
     outcome, _ = built["S01"]
     conditions = dict(zip(outcome.columns["trial"], outcome.columns["condition"], strict=True))
     assert conditions["Data01"] == "self-selected speed"

@@ -102,7 +102,7 @@ def test_strides_sides_and_metadata(miniature, built) -> None:
             assert set(outcome.columns["population"]) == {"stroke"}
     ab, _ = built["AbleBodiedAdults"]
     pops = dict(zip(ab.columns["subject"], ab.columns["population"], strict=True))
-    assert pops == {"AB001": "healthy", "AB002": "older_adult"}  # 34 y / 71 y
+    assert pops == {"AB001": "healthy", "AB002": "older_adults"}  # 34 y / 71 y
     # Durations are (ICstop - ICstart) / 100 Hz and starts are ICstart / 100 (times known).
     assert all(0.9 < d < 1.6 for d in ab.duration_s)
     assert np.allclose(np.array(ab.start_s) * 100, np.round(np.array(ab.start_s) * 100))

@@ -8,7 +8,7 @@ Flx, Add, Rot), ``Grf`` and ``EMG`` (8 × N at ``EMGFeq``, heel strike to heel s
 Output: one recording per entry (``trial`` = ``Data<i>``), one stride on the leg named by
 ``s.<side_field>``, with the duration (N − 1) / EMGFeq (both heel strikes sampled), the
 activity token (compared without spaces, as the foundation did) through the catalogue's
-``activity_map`` and ``layout.condition_map``, population ``child`` below ``child_age``.
+``activity_map`` and ``layout.condition_map``, population ``children`` below ``child_age``.
 Times are not absolute (each entry is a lone cycle).
 
 Checked on the data (a broken assumption is a :class:`SourceError` naming it):
@@ -226,7 +226,7 @@ def _population(s: dict, options: LencioniOptions, spec: TrialSpec) -> str:
         age = float(np.asarray(s.get(name), dtype=float).ravel()[0]) if name else float("nan")
     except (TypeError, ValueError, IndexError):
         age = float("nan")
-    return "child" if age < options.layout.child_age else spec.population
+    return "children" if age < options.layout.child_age else spec.population
 
 
 def _emg_order(options: LencioniOptions, side: Side) -> list[str]:

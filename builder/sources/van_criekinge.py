@@ -13,7 +13,7 @@ able-bodied adults, P/N = paretic / non-paretic for stroke survivors):
 
 Output: one recording per (subject, leg, trial number), one stride per column, laid at
 ``ICstart / 100`` s of that trial (``times_absolute``). Metadata: subject ``AB001``/``PS001``
-(index in ``Sub``), population ``healthy`` / ``older_adult`` (age ≥ 65) / ``stroke``, stroke
+(index in ``Sub``), population ``healthy`` / ``older_adults`` (age ≥ 65) / ``stroke``, stroke
 legs tagged ``paretic leg`` / ``non-paretic leg`` in the condition. Kinetics of strides
 without a good force-plate landing are NaN (mask False); an absent EMG channel (empty array,
 all NaN) is NaN, never zero.
@@ -327,7 +327,7 @@ def _population(subject: dict, population: str, options: VanCriekingeOptions) ->
         age = float(age)
     except (TypeError, ValueError):
         return population
-    return "older_adult" if age >= options.layout.older_adult_age else population
+    return "older_adults" if age >= options.layout.older_adult_age else population
 
 
 def _strides(value: Any, points: int | None, what: str, url: str) -> np.ndarray | None:
