@@ -37,10 +37,13 @@ _ADAPTER_MODULES = (
     "camargo",
     "embry",
     "gait120",
+    "hu_enabl3s",
     "k2muse",
     "lencioni",
     "macaluso",
     "matlab_struct",
+    "moreira",
+    "siat_llmd",
     "van_criekinge",
 )
 for _module in _ADAPTER_MODULES:

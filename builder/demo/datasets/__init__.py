@@ -28,9 +28,12 @@ _MODULES: tuple[str, ...] = (
     "camargo",
     "embry",
     "gait120",
+    "hu_enabl3s",
     "k2muse",
     "lencioni",
     "macaluso",
+    "moreira",
+    "siat_llmd",
     "van_criekinge",
 )
 
