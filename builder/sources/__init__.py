@@ -32,16 +32,19 @@ def available_adapters() -> list[str]:
 
 # Adapters register themselves on import: one module per format or dataset.
 _ADAPTER_MODULES = (
+    "angelidou",
     "bacek",
     "c3d",
     "camargo",
     "embry",
     "gait120",
+    "grimmer",
     "hu_enabl3s",
     "k2muse",
     "lencioni",
     "macaluso",
     "matlab_struct",
+    "moghadam",
     "moreira",
     "siat_llmd",
     "van_criekinge",

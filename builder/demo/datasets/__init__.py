@@ -24,14 +24,17 @@ MINIATURES: dict[str, Generator] = {}
 
 # Generator modules, one per dataset (a module may serve several related datasets).
 _MODULES: tuple[str, ...] = (
+    "angelidou",
     "bacek",
     "camargo",
     "embry",
     "gait120",
+    "grimmer",
     "hu_enabl3s",
     "k2muse",
     "lencioni",
     "macaluso",
+    "moghadam",
     "moreira",
     "siat_llmd",
     "van_criekinge",
