@@ -9,6 +9,7 @@ processing function never has to guess what a number means.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -131,8 +132,8 @@ class TrialSpec:
 
     @property
     def label(self) -> str:
-        """Short human-readable name for progress and reports."""
-        return f"{self.dataset}/{self.subject}/{self.trial}"
+        """Human-readable name for progress and reports; the file name keeps it unique."""
+        return f"{self.dataset}/{self.subject}/{self.trial} ({PurePosixPath(self.url).name})"
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,7 @@ sources:
     assert len(raw.stride) == 4 and not raw.kinematics_mask.values.any()
     assert raw.emg_mask.sel(muscle="tibialis_anterior").values.all()
     built = {entry["trial"]: entry for entry in result.report["trials_built"]}
-    assert built["c3d.org/A22/raw"]["events"] == "force_plate+kinematics"
+    assert built["c3d.org/A22/raw (gait-raw.c3d)"]["events"] == "force_plate+kinematics"
 
 
 def test_info_and_export_index_from_the_command_line(demo_store, tmp_path: Path) -> None:
