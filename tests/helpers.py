@@ -1,10 +1,13 @@
-"""Test helpers: demo catalogues and subsets, store builds, store comparison."""
+"""Test helpers: demo catalogues and subsets, store builds, store comparison, and the
+miniature datasets through their real catalogue entries."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,11 +15,13 @@ import yaml
 import zarr
 from rich.console import Console
 
-from builder.build import BuildOptions, BuildResult, build
-from builder.catalog import bundled_catalog
+from builder.build import BuildOptions, BuildResult, build, process_trial
+from builder.catalog import bundled_catalog, expand_trials, load_catalog
+from builder.demo.datasets import MINIATURES, miniature_sources
 from builder.records import SideRecording, TrialRecording, TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.layout import ARRAYS, ChunkLayout
+from builder.store.staging import Staging, trial_key
 
 # Real third-party recordings (../shared/data/real); never copied into the repository.
 REAL_DATA = Path(
@@ -104,3 +109,61 @@ def assert_same_arrays(a: Path, b: Path) -> None:
             np.testing.assert_array_equal(x, y, err_msg=spec.name)
         else:
             assert (np.asarray(x) == np.asarray(y)).all(), spec.name
+
+
+# --- the miniature datasets (builder.demo.datasets) through catalogs/datasets.yaml --------------
+
+
+def trial_specs(root: Path, *sources: str) -> list[TrialSpec]:
+    """The trial table of the real ``catalogs/datasets.yaml`` entries ``sources`` over raw data
+    under ``root`` (``GAIT_DATA_ROOT``), in catalogue order."""
+    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
+    specs, _ = expand_trials(catalog)
+    return [s for s in specs if s.source in sources]
+
+
+def miniature_specs(root: Path, source: str) -> tuple[dict[str, Any], list[TrialSpec]]:
+    """Write the miniature of catalogue source ``source`` into ``root/<source>`` (where the
+    demo puts it) and expand its real catalogue entry over ``root``: (facts, specs)."""
+    miniature_sources()  # imports (registers) every generator
+    folder = root / source
+    folder.mkdir(parents=True, exist_ok=True)
+    facts = MINIATURES[source](folder)
+    return facts, trial_specs(root, source)
+
+
+def copy_miniature(root: Path, source: str, dest: Path) -> Path:
+    """A private copy of ``root/<source>`` at ``dest/<source>`` (to break a file in); ``dest``."""
+    shutil.copytree(root / source, dest / source)
+    return dest
+
+
+def relocated(spec: TrialSpec, root: Path, dest: Path, **changes: Any) -> TrialSpec:
+    """``spec`` (expanded over ``root``) for the same file in a copy under ``dest``."""
+    return dataclasses.replace(spec, url=spec.url.replace(str(root), str(dest), 1), **changes)
+
+
+def spec_reader(specs: list[TrialSpec], root: Path, participant: str):
+    """read(where, participant, **spec changes): the adapter's recordings of the one
+    trial-table row of ``participant`` (its subject; default the given one), for its file under
+    ``where`` (``root`` or a copy of it), with TrialSpec fields changed by ``changes``."""
+
+    def read(where: Path, participant: str = participant, **changes: Any) -> list[TrialRecording]:
+        (spec,) = [s for s in specs if s.subject == participant]
+        spec = relocated(spec, root, where, **changes)
+        return get_adapter(spec.adapter).read_trial(spec, FileAccess())
+
+    return read
+
+
+def process_all(specs: dict[str, TrialSpec], folder: Path) -> dict[str, tuple[TrialSpec, Any, Any]]:
+    """Every spec through ``builder.build.process_trial`` into one staging store under
+    ``folder``; each must succeed: {name: (spec, outcome, staged batch)}."""
+    staging = Staging(str(folder / "s.zarr"))
+    out = {}
+    for name, spec in specs.items():
+        key = trial_key(spec)
+        outcome = process_trial(spec, key, staging)
+        assert outcome.ok, (name, outcome.reason)
+        out[name] = (spec, outcome, staging.load_batch(key))
+    return out

@@ -16,6 +16,7 @@ import builder.demo as demo
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo import c3d_writer
 from builder.demo import gait_model as gm
+from builder.demo.datasets import miniature_sources
 from builder.sources.c3d import C3DOptions
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "demo.yaml"
@@ -24,11 +25,10 @@ ADD, FLEX = PLANES.index("adduction"), PLANES.index("flexion")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One full demo generation shared by the tests that read files."""
-    cache_dir = tmp_path_factory.mktemp("cache")
-    demo.ensure_demo_sources(cache_dir)
-    return cache_dir
+def cache(demo_root: Path) -> Path:
+    """The cache folder of the session's one full demo generation (conftest ``demo_root``),
+    shared by the tests that read files."""
+    return demo_root.parent.parent
 
 
 def _subset(cache_dir: Path) -> list[demo.DemoTrial]:
@@ -75,8 +75,18 @@ def test_full_generation_is_complete_and_small(cache: Path) -> None:
         t.relative_path for t in trials
     )
     marker = json.loads((root / ".complete").read_text())
-    assert marker["version"] == demo.DEMO_VERSION and len(marker["files"]) == 40
+    assert marker["version"] == demo.DEMO_VERSION
+    # The marker lists the 40 C3D trials and every file of the 14 miniature datasets.
+    miniature_files = sorted(
+        p.relative_to(root).as_posix() for p in (root / "datasets").rglob("*") if p.is_file()
+    )
+    assert sorted(marker["files"]) == sorted([t.relative_path for t in trials] + miniature_files)
+    assert marker["miniatures"] == miniature_sources() and len(miniature_sources()) == 14
+    assert {p.name for p in (root / "datasets").iterdir()} == set(miniature_sources())
     assert sum(t.path.stat().st_size for t in trials) < 100e6
+    for source in miniature_sources():  # each miniature stays small
+        size = sum(p.stat().st_size for p in (root / "datasets" / source).rglob("*") if p.is_file())
+        assert size < 5e6, (source, size)
     assert not list(root.parent.glob(".staging-*"))  # no temporary files left behind
     assert {t.path.name for t in trials if t.subject == "S01"} >= {
         "walk_v0.80_i+0_t01.c3d",

@@ -16,13 +16,14 @@ import scipy.io
 
 import builder.sources.angelidou as angelidou
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo.datasets import angelidou as miniature
 from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.staging import Staging, trial_key
+
+from helpers import miniature_specs
 
 SOURCE = "angelidou"
 HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
@@ -33,11 +34,7 @@ _SPECS: dict[Path, list[TrialSpec]] = {}
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("data")
-    facts = miniature.write(root / SOURCE)
-    specs, _ = expand_trials(
-        load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    )
-    _SPECS[root] = [s for s in specs if s.source == SOURCE]
+    facts, _SPECS[root] = miniature_specs(root, SOURCE)
     return root, facts
 
 

@@ -5,8 +5,6 @@ and every assumption check."""
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import time
 from pathlib import Path
 
@@ -17,14 +15,14 @@ import pytest
 
 import builder.sources.bacek  # noqa: F401 (registers)
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo.datasets import bacek as mini
 from builder.errors import SourceError
-from builder.records import TrialRecording, TrialSpec
-from builder.sources import FileAccess, get_adapter
+from builder.records import TrialSpec
 from builder.sources.matlab import load_mat
 from builder.store.staging import Staging, trial_key
+
+from helpers import copy_miniature, spec_reader, trial_specs
 
 SOURCE = "bacek2024"
 HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
@@ -50,30 +48,20 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def catalogue_specs(generated: tuple[Path, dict]) -> list[TrialSpec]:
     """The trial table of the real catalogue entry over the miniature (read once)."""
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(generated[0])})
-    trials, _ = expand_trials(catalog)
-    return [t for t in trials if t.source == SOURCE]
+    return trial_specs(generated[0], SOURCE)
 
 
 @pytest.fixture
 def copy(generated: tuple[Path, dict], tmp_path: Path) -> Path:
     """A private copy of the miniature to break an assumption in."""
-    shutil.copytree(generated[0] / SOURCE, tmp_path / SOURCE)
-    return tmp_path
+    return copy_miniature(generated[0], SOURCE, tmp_path)
 
 
 @pytest.fixture
 def read(generated: tuple[Path, dict], catalogue_specs: list[TrialSpec]):
     """read(root, subject, **spec changes): the adapter's recordings of one subject's file
     under ``root`` (the miniature or a copy), through the catalogue's trial spec."""
-
-    def reader(root: Path, participant: str = "Sub1", **changes) -> list[TrialRecording]:
-        (spec,) = [s for s in catalogue_specs if s.subject == participant]
-        url = spec.url.replace(str(generated[0]), str(root), 1)
-        spec = dataclasses.replace(spec, url=url, **changes)
-        return get_adapter("bacek").read_trial(spec, FileAccess())
-
-    return reader
+    return spec_reader(catalogue_specs, generated[0], "Sub1")
 
 
 def mutate(path: Path, variable: str, change) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -12,15 +10,14 @@ import pandas as pd
 import pytest
 
 import builder.sources.camargo  # noqa: F401 (registers)
-from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import MUSCLES
 from builder.demo.datasets.camargo import save_mat, write
 from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.sources.matlab import load_mat
-from builder.store.staging import Staging, trial_key
+
+from helpers import copy_miniature, process_all, relocated, trial_specs
 
 SOURCE = "camargo2021"
 RECORDED = {
@@ -46,22 +43,13 @@ def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 def specs_of(root: Path) -> dict[str, TrialSpec]:
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    specs, _ = expand_trials(catalog)
-    return {s.url.split(f"{SOURCE}/", 1)[1]: s for s in specs if s.source == SOURCE}
+    return {s.url.split(f"{SOURCE}/", 1)[1]: s for s in trial_specs(root, SOURCE)}
 
 
 @pytest.fixture(scope="module")
 def built(specs, tmp_path_factory) -> dict[str, tuple]:
     """Every trial through the worker task: {relative path: (spec, outcome, batch)}."""
-    staging = Staging(str(tmp_path_factory.mktemp("store") / "s.zarr"))
-    out = {}
-    for name, spec in specs.items():
-        key = trial_key(spec)
-        outcome = process_trial(spec, key, staging)
-        assert outcome.ok, (name, outcome.reason)
-        out[name] = (spec, outcome, staging.load_batch(key))
-    return out
+    return process_all(specs, tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +62,8 @@ def specs(miniature) -> dict[str, TrialSpec]:
 def copy(miniature, specs, tmp_path: Path) -> tuple[Path, dict[str, TrialSpec]]:
     """A private copy of the miniature (and its specs), for tests that break a file."""
     root, _ = miniature
-    shutil.copytree(root / SOURCE, tmp_path / SOURCE)
-    moved = {
-        name: dataclasses.replace(spec, url=str(tmp_path / SOURCE / name))
-        for name, spec in specs.items()
-    }
-    return tmp_path, moved
+    copy_miniature(root, SOURCE, tmp_path)
+    return tmp_path, {name: relocated(spec, root, tmp_path) for name, spec in specs.items()}
 
 
 def read(spec: TrialSpec):

@@ -4,10 +4,7 @@ simulation, the foundation's bugs not repeated, and every assumption check."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,64 +14,47 @@ import numpy as np
 import pytest
 
 import builder.sources.embry  # noqa: F401 (registers)
-from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
 from builder.demo.datasets import embry as gen
 from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.sources.matlab import load_mat
-from builder.store.staging import Staging, trial_key
+
+from helpers import copy_miniature, miniature_specs, process_all, relocated
 
 SOURCE = "embry2018"
 HIP, KNEE, ANKLE = range(3)
 ADD, ROT, FLEX = (PLANES.index(p) for p in ("adduction", "rotation", "flexion"))
 RECORDED = {"rectus_femoris", "tibialis_anterior", "biceps_femoris", "gastrocnemius_medialis"}
-GENERATED_ROOT: list[Path] = []  # where the module's miniature lives (the catalogue's root)
+# The module's miniature (the catalogue's root) and the real entry's trial-table row over it.
+GENERATED: list[tuple[Path, TrialSpec]] = []
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("raw")
-    (root / SOURCE).mkdir()
-    facts = gen.write(root / SOURCE)
-    GENERATED_ROOT[:] = [root]
+    facts, (spec,) = miniature_specs(root, SOURCE)
+    GENERATED[:] = [(root, spec)]
     return root, facts
-
-
-@functools.cache
-def _catalog_spec(root: Path) -> TrialSpec:
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    specs, _ = expand_trials(catalog)
-    (spec,) = [s for s in specs if s.source == SOURCE]
-    return spec
 
 
 def _spec(root: Path) -> TrialSpec:
     """The real entry's trial-table row for the file under ``root`` (expanded once: copies of
     the miniature differ only in their folder)."""
-    spec = _catalog_spec(GENERATED_ROOT[0])
-    return dataclasses.replace(spec, url=str(root / SOURCE / gen.FILE_NAME))
+    generated_root, spec = GENERATED[0]
+    return relocated(spec, generated_root, root)
 
 
 @pytest.fixture(scope="module")
 def built(generated, tmp_path_factory: pytest.TempPathFactory):
     """The file through builder.build.process_trial: outcome and staged strides."""
     root, _ = generated
-    spec = _spec(root)
-    staging = Staging(str(tmp_path_factory.mktemp("store") / "s.zarr"))
-    key = trial_key(spec)
-    outcome = process_trial(spec, key, staging)
-    assert outcome.ok, outcome.reason
-    return spec, outcome, staging.load_batch(key)
+    return process_all({SOURCE: _spec(root)}, tmp_path_factory.mktemp("store"))[SOURCE]
 
 
 def _copy(generated, tmp_path: Path) -> Path:
-    root, _ = generated
-    (tmp_path / SOURCE).mkdir()
-    shutil.copy(root / SOURCE / gen.FILE_NAME, tmp_path / SOURCE / gen.FILE_NAME)
-    return tmp_path
+    return copy_miniature(generated[0], SOURCE, tmp_path)
 
 
 def _mutate(root: Path, where: str, change: Callable[[str, np.ndarray], np.ndarray]) -> None:

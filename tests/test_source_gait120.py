@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +9,6 @@ import numpy as np
 import pytest
 
 import builder.sources.gait120  # noqa: F401 (registers)
-from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import MUSCLES
 from builder.demo.datasets.gait120 import EMG_COLUMNS, save_mat, write
 from builder.errors import SourceError
@@ -20,7 +16,8 @@ from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.sources.matlab import load_mat
 from builder.sources.opensim import read_storage, write_storage
-from builder.store.staging import Staging, trial_key
+
+from helpers import copy_miniature, process_all, relocated, trial_specs
 
 SOURCE = "gait120"
 HIP, KNEE, ANKLE = 0, 1, 2
@@ -44,31 +41,20 @@ def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def specs(miniature) -> dict[str, TrialSpec]:
     root, _ = miniature
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    found, _ = expand_trials(catalog)
-    return {s.url.split(f"{SOURCE}/", 1)[1]: s for s in found if s.source == SOURCE}
+    return {s.url.split(f"{SOURCE}/", 1)[1]: s for s in trial_specs(root, SOURCE)}
 
 
 @pytest.fixture(scope="module")
 def built(specs, tmp_path_factory) -> dict[str, tuple]:
-    staging = Staging(str(tmp_path_factory.mktemp("store") / "s.zarr"))
-    out = {}
-    for name, spec in specs.items():
-        outcome = process_trial(spec, trial_key(spec), staging)
-        assert outcome.ok, (name, outcome.reason)
-        out[name] = (spec, outcome, staging.load_batch(trial_key(spec)))
-    return out
+    return process_all(specs, tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture
 def copy(miniature, specs, tmp_path: Path) -> tuple[Path, dict[str, TrialSpec]]:
     """A private copy of the miniature (and its specs), for tests that break a file."""
     root, _ = miniature
-    shutil.copytree(root / SOURCE, tmp_path / SOURCE)
-    return tmp_path, {
-        name: dataclasses.replace(spec, url=str(tmp_path / SOURCE / name))
-        for name, spec in specs.items()
-    }
+    copy_miniature(root, SOURCE, tmp_path)
+    return tmp_path, {name: relocated(spec, root, tmp_path) for name, spec in specs.items()}
 
 
 def read(spec: TrialSpec):

@@ -16,13 +16,14 @@ import scipy.io
 
 import builder.sources.grimmer as grimmer
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo.datasets import grimmer as miniature
 from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.staging import Staging, trial_key
+
+from helpers import miniature_specs, relocated
 
 SOURCE = "grimmer"
 HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
@@ -32,10 +33,7 @@ ADD, ROT, FLEX = (PLANES.index(p) for p in ("adduction", "rotation", "flexion"))
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("data")
-    facts = miniature.write(root / SOURCE)
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    specs, _ = expand_trials(catalog)
-    _SPECS[root] = [s for s in specs if s.source == SOURCE]
+    facts, _SPECS[root] = miniature_specs(root, SOURCE)
     return root, facts
 
 
@@ -51,7 +49,7 @@ def _spec(root: Path, number: str = "1", moved_to: Path | None = None) -> TrialS
     spec = next(s for s in _specs(root) if s.subject == f"Kinematics_P{number}")
     if moved_to is None:
         return spec
-    return dataclasses.replace(spec, url=spec.url.replace(str(root), str(moved_to), 1))
+    return relocated(spec, root, moved_to)
 
 
 def _read(spec: TrialSpec):

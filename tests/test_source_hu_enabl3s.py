@@ -15,13 +15,14 @@ import pytest
 
 import builder.sources.hu_enabl3s  # noqa: F401 (registers)
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo.datasets.hu_enabl3s import write
 from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.staging import Staging, trial_key
+
+from helpers import miniature_specs
 
 SOURCE = "hu2018_enabl3s"
 KNEE, ANKLE = JOINTS.index("knee"), JOINTS.index("ankle")
@@ -41,10 +42,8 @@ EMG = {
 @pytest.fixture(scope="module")
 def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, TrialSpec]]:
     root = tmp_path_factory.mktemp("raw")
-    facts = write(root / SOURCE)
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    specs, _ = expand_trials(catalog)
-    by_name = {Path(s.url).name.removesuffix("_post.csv"): s for s in specs if s.source == SOURCE}
+    facts, specs = miniature_specs(root, SOURCE)
+    by_name = {Path(s.url).name.removesuffix("_post.csv"): s for s in specs}
     return root, facts, by_name
 
 

@@ -5,11 +5,8 @@ checks."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +18,6 @@ import scipy.io
 
 import builder.sources.macaluso  # noqa: F401 (registers)
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
 from builder.demo.datasets import macaluso as gen
 from builder.errors import SourceError
@@ -29,37 +25,29 @@ from builder.records import TrialRecording, TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.staging import Staging, trial_key
 
+from helpers import copy_miniature, miniature_specs, process_all, relocated
+
 SOURCE = "macaluso2020"
 HIP, KNEE, ANKLE = range(3)
 FLEX = PLANES.index("flexion")
 RECORDED = {"rectus_femoris", "tibialis_anterior", "biceps_femoris", "gastrocnemius_medialis"}
-GENERATED_ROOT: list[Path] = []  # where the module's miniature lives (the catalogue's root)
+# The module's miniature (the catalogue's root) and the real entry's trial table over it.
+GENERATED: list[tuple[Path, list[TrialSpec]]] = []
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("raw")
-    (root / SOURCE).mkdir()
-    facts = gen.write(root / SOURCE)
-    GENERATED_ROOT[:] = [root]
+    facts, specs = miniature_specs(root, SOURCE)
+    GENERATED[:] = [(root, specs)]
     return root, facts
-
-
-@functools.cache
-def _catalog_specs(root: Path) -> dict[str, TrialSpec]:
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    specs, _ = expand_trials(catalog)
-    return {s.subject: s for s in specs if s.source == SOURCE}
 
 
 def _specs(root: Path) -> dict[str, TrialSpec]:
     """The real entry's trial table for files under ``root`` (expanded once: copies of the
     miniature differ only in their folder)."""
-    specs = _catalog_specs(GENERATED_ROOT[0])
-    return {
-        subject: dataclasses.replace(spec, url=str(root / SOURCE / Path(spec.url).name))
-        for subject, spec in specs.items()
-    }
+    generated_root, specs = GENERATED[0]
+    return {s.subject: relocated(s, generated_root, root) for s in specs}
 
 
 def _read(root: Path, subject: str) -> list[TrialRecording]:
@@ -71,20 +59,12 @@ def _read(root: Path, subject: str) -> list[TrialRecording]:
 def built(generated, tmp_path_factory: pytest.TempPathFactory):
     """Every subject file through builder.build.process_trial: {subject: (outcome, batch)}."""
     root, _ = generated
-    staging = Staging(str(tmp_path_factory.mktemp("store") / "s.zarr"))
-    out = {}
-    for subject, spec in _specs(root).items():
-        key = trial_key(spec)
-        outcome = process_trial(spec, key, staging)
-        assert outcome.ok, outcome.reason
-        out[subject] = (outcome, staging.load_batch(key))
-    return out
+    processed = process_all(_specs(root), tmp_path_factory.mktemp("store"))
+    return {subject: (outcome, batch) for subject, (_, outcome, batch) in processed.items()}
 
 
 def _copy(generated, tmp_path: Path) -> Path:
-    root, _ = generated
-    shutil.copytree(root / SOURCE, tmp_path / SOURCE)
-    return tmp_path
+    return copy_miniature(generated[0], SOURCE, tmp_path)
 
 
 def _rewrite(root: Path, subject: str, change: Callable[[dict[str, Any]], None]) -> None:

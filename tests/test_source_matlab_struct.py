@@ -17,8 +17,8 @@ from builder.conventions import MUSCLES
 from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
+from builder.sources.checks import emg_signal_kind, moment_units_by_magnitude
 from builder.sources.matlab import load_mat
-from builder.sources.matlab_struct import emg_signal_kind, moment_units_by_magnitude
 from builder.store.staging import Staging, trial_key
 
 from helpers import REAL_DATA, requires_real_data

@@ -5,7 +5,6 @@ envelopes, and a SourceError for every assumption that breaks."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +12,18 @@ import pytest
 
 import builder.sources.moghadam  # noqa: F401 (registers)
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo.datasets import moghadam as miniature
 from builder.demo.gait_model import SubjectParams, simulate_trial
 from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
-from builder.sources.moghadam import kinematic_heel_strikes, read_xlsx
+from builder.sources.gait_events import kinematic_heel_strikes
 from builder.sources.opensim import read_storage, write_storage
+from builder.sources.tables import read_xlsx
 from builder.store.staging import Staging, trial_key
+
+from helpers import copy_miniature, miniature_specs, relocated
 
 SOURCE = "moghadam2023"
 HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
@@ -35,10 +36,7 @@ _SPECS: dict[Path, list[TrialSpec]] = {}  # the trial table of each generated ro
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("data")
-    facts = miniature.write(root / SOURCE)
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    specs, _ = expand_trials(catalog)
-    _SPECS[root] = [s for s in specs if s.source == SOURCE]
+    facts, _SPECS[root] = miniature_specs(root, SOURCE)
     return root, facts
 
 
@@ -48,10 +46,8 @@ def _specs(root: Path) -> list[TrialSpec]:
 
 def _copy(generated: tuple[Path, dict], tmp_path: Path) -> Path:
     root, _ = generated
-    shutil.copytree(root / SOURCE, tmp_path / SOURCE)
-    _SPECS[tmp_path] = [
-        dataclasses.replace(s, url=s.url.replace(str(root), str(tmp_path), 1)) for s in _SPECS[root]
-    ]
+    copy_miniature(root, SOURCE, tmp_path)
+    _SPECS[tmp_path] = [relocated(s, root, tmp_path) for s in _SPECS[root]]
     return tmp_path
 
 

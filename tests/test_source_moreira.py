@@ -15,7 +15,6 @@ import pytest
 
 import builder.sources.moreira  # noqa: F401 (registers)
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo.datasets import moreira as generator
 from builder.errors import SourceError
@@ -23,23 +22,19 @@ from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.staging import Staging, trial_key
 
+from helpers import trial_specs
+
 SOURCES = ("moreira2021", "moreira2021_ascii")
 HIP, KNEE, ANKLE = (JOINTS.index(j) for j in JOINTS)
 ROT, FLEX = PLANES.index("rotation"), PLANES.index("flexion")
 EMG = {"vastus_lateralis", "tibialis_anterior", "biceps_femoris", "gastrocnemius_lateralis"}
 
 
-def _specs(root: Path) -> list[TrialSpec]:
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    specs, _ = expand_trials(catalog)
-    return [s for s in specs if s.source in SOURCES]
-
-
 @pytest.fixture(scope="module")
 def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list[TrialSpec]]:
     root = tmp_path_factory.mktemp("raw")
     facts = generator.write(root / "moreira2021")
-    return root, facts, _specs(root)
+    return root, facts, trial_specs(root, *SOURCES)
 
 
 def _read(spec: TrialSpec):
@@ -126,7 +121,7 @@ def test_the_mat_and_ascii_copies_agree_and_never_both_count(miniature, tmp_path
     shutil.copytree(miniature[0] / "moreira2021", root / "moreira2021")
     p1 = generator.PARTICIPANTS[0]
     generator._write_ascii(root / "moreira2021", p1, generator._participant_tables(p1))
-    specs = [s for s in _specs(root) if s.subject == "Participant1"]
+    specs = [s for s in trial_specs(root, *SOURCES) if s.subject == "Participant1"]
     mat = next(s for s in specs if s.source == "moreira2021")
     ascii_specs = [s for s in specs if s.source == "moreira2021_ascii"]
     assert len(ascii_specs) == 2

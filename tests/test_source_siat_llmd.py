@@ -14,13 +14,14 @@ import pytest
 
 import builder.sources.siat_llmd  # noqa: F401 (registers)
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo.datasets.siat_llmd import write
 from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.staging import Staging, trial_key
+
+from helpers import miniature_specs, relocated
 
 SOURCE = "siat_llmd2023"
 HIP, KNEE, ANKLE = (JOINTS.index(j) for j in JOINTS)
@@ -39,7 +40,9 @@ LEFT_MUSCLES = {
 @pytest.fixture(scope="module")
 def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("raw")
-    return root, write(root / SOURCE)
+    facts, specs = miniature_specs(root, SOURCE)
+    _SPECS[root] = {f"{s.subject}/{Path(s.url).name.split('_')[1]}": s for s in specs}
+    return root, facts
 
 
 _SPECS: dict[Path, dict[str, TrialSpec]] = {}
@@ -47,12 +50,6 @@ _SPECS: dict[Path, dict[str, TrialSpec]] = {}
 
 def _specs(root: Path) -> dict[str, TrialSpec]:
     """The trial table of the real catalogue entry over ``root`` (loaded once per root)."""
-    if root not in _SPECS:
-        catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-        specs, _ = expand_trials(catalog)
-        _SPECS[root] = {
-            f"{s.subject}/{Path(s.url).name.split('_')[1]}": s for s in specs if s.source == SOURCE
-        }
     return _SPECS[root]
 
 
@@ -61,7 +58,7 @@ def _copy(miniature: tuple[Path, dict], tmp_path: Path, name: str = "Sub02/WAK")
     root, spec = miniature[0], _specs(miniature[0])[name]
     subject = root / SOURCE / "SIAT_LLMD20230404" / name.split("/")[0]
     shutil.copytree(subject, tmp_path / subject.relative_to(root))
-    return dataclasses.replace(spec, url=spec.url.replace(str(root), str(tmp_path)))
+    return relocated(spec, root, tmp_path)
 
 
 def _with(spec: TrialSpec, group: str, **changes) -> TrialSpec:

@@ -14,7 +14,6 @@ import pytest
 
 import builder.sources.van_criekinge  # noqa: F401 (registers)
 from builder.build import process_trial
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import MUSCLES
 from builder.demo.datasets import MINIATURES
 from builder.demo.datasets import van_criekinge as generator
@@ -22,6 +21,8 @@ from builder.errors import SourceError
 from builder.records import TrialSpec
 from builder.sources import FileAccess, get_adapter
 from builder.store.staging import Staging, trial_key
+
+from helpers import process_all, trial_specs
 
 SOURCE = "van_criekinge2023"
 EMG_SET = {
@@ -37,9 +38,7 @@ ADD, FLEX = 0, 2
 
 
 def specs_for(root: Path) -> dict[str, TrialSpec]:
-    catalog = load_catalog(bundled_catalog("datasets"), {"GAIT_DATA_ROOT": str(root)})
-    specs, _ = expand_trials(catalog)
-    return {s.population: s for s in specs if s.source == SOURCE}
+    return {s.population: s for s in trial_specs(root, SOURCE)}
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +53,8 @@ def miniature(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def built(miniature, tmp_path_factory) -> dict[str, Any]:
     root, _ = miniature
-    staging = Staging(str(tmp_path_factory.mktemp("store") / "s.zarr"))
-    out = {}
-    for token, spec in specs_for(root).items():
-        key = trial_key(spec)
-        outcome = process_trial(spec, key, staging)
-        assert outcome.ok, outcome.reason
-        out[token] = (outcome, staging.load_batch(key))
-    return out
+    processed = process_all(specs_for(root), tmp_path_factory.mktemp("store"))
+    return {token: (outcome, batch) for token, (_, outcome, batch) in processed.items()}
 
 
 def strides_of(outcome, batch, subject: str, side: str | None = None) -> np.ndarray:

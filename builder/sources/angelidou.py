@@ -41,13 +41,15 @@ from builder.errors import SourceError
 from builder.records import TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import (
+    ANKLE_PEAK_BANDS,
+    check_knee_flexion_percentiles,
+    check_plantarflexor_moment,
+    check_raw_emg,
+    robust_peak,
+)
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import field, load_mat
-from builder.sources.moghadam import (
-    MOMENT_PEAK_RANGES,
-    check_knee_flexion,
-    check_plantarflexor_moment,
-)
 from builder.sources.options import DatasetOptions, JointMap
 from builder.sources.segments import cycle_sides
 
@@ -281,7 +283,12 @@ def _side_cycles(
             f"not single gait cycles ({low:g}-{high:g} s)",
         )
     for muscle, lists in emg.items():
-        _check_raw(np.concatenate(lists[0]), url, f"{where} {muscle} ({side})")
+        check_raw_emg(
+            np.concatenate(lists[0]),
+            url,
+            assumption=f"EMG {where} {muscle} ({side}) is rectified or an envelope, not raw EMG "
+            "(emg_kind raw assumed)",
+        )
     emg_cycles = [
         muscle_matrix(
             {m: [c[i].ravel() * factors["emg"] for c in lists] for m, lists in emg.items()},
@@ -300,7 +307,11 @@ def _side_cycles(
         url,
         where,
     )
-    check_knee_flexion(np.concatenate(kinematics), url, f" ({where} {side})")
+    check_knee_flexion_percentiles(
+        np.concatenate(kinematics),
+        url,
+        assumption=f"[I] knee flexion positive, in degrees ({where} {side})",
+    )
     _check_heel_strike_posture(kinematics, url, f"{where} {side}")
     kinetics = None
     if options.kinetics is not None:
@@ -411,27 +422,15 @@ def _check_heel_strike_posture(kinematics: list[np.ndarray], url: str, where: st
 
 def _check_moment_magnitude(kinetics: list[np.ndarray], unit: str, url: str, where: str) -> None:
     """The stated unit must give N·m/kg magnitudes (ankle peak 0.5-4)."""
-    ankle = np.abs(np.concatenate([k[:, _ANKLE, _FLEX] for k in kinetics]))
-    ankle = ankle[np.isfinite(ankle)]
-    if ankle.size == 0:
+    peak = robust_peak(np.concatenate([k[:, _ANKLE, _FLEX] for k in kinetics]))
+    if np.isnan(peak):  # no finite sample
         return
-    peak = float(np.percentile(ankle, 99))
-    low, high = MOMENT_PEAK_RANGES["N.m/kg"]
+    low, high = ANKLE_PEAK_BANDS["N.m/kg"]
     if not low <= peak <= high:
         raise SourceError(
             url,
             f"{where}: moments in {unit} (the unit struct) give an ankle peak of {peak:.3g} "
             f"N.m/kg, outside {low:g}-{high:g}: the stated unit is wrong",
-        )
-
-
-def _check_raw(x: np.ndarray, url: str, name: str) -> None:
-    finite = x[np.isfinite(x)]
-    if finite.size and np.mean(finite < 0) < 0.2:
-        raise SourceError(
-            url,
-            f"EMG {name} is {100 * np.mean(finite < 0):.0f}% negative: rectified or an envelope, "
-            "not raw EMG (emg_kind raw assumed)",
         )
 
 

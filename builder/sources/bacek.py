@@ -34,12 +34,10 @@ time (GaitIndex in samples at 1 kHz, metronome cadence). Each recording's ``cond
 
 from __future__ import annotations
 
-import functools
 import posixpath
 import re
 from typing import Any
 
-import fsspec
 import numpy as np
 from pydantic import Field
 
@@ -48,14 +46,16 @@ from builder.errors import SourceError
 from builder.records import SideRecording, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import check_envelope_undershoot, check_sagittal_signs
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import field, load_mat
 from builder.sources.options import DatasetOptions
 from builder.sources.segments import cycle_sides
+from builder.sources.tables import sibling_url, url_exists
 
 _TEST = re.compile(r"T(\d+)")
 _SIDE_NAMES: dict[Side, str] = {"L": "Left", "R": "Right"}
-_HIP, _KNEE, _ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
+_HIP = JOINTS.index("hip")
 _FLEX = PLANES.index("flexion")
 # A right-leg curve whose best alignment with the left one lies within this distance (fraction
 # of the cycle) of a hypothesis (left-cut: the RHS phase; right-cut: 0) and at least
@@ -155,16 +155,12 @@ class BacekAdapter(SourceAdapter):
 
 def _sibling(url: str, names: str | list[str], spec: TrialSpec, files: FileAccess) -> str:
     """The first of ``names`` (relative to the matched file, {subject} filled in) that exists."""
-    protocol, path = fsspec.core.split_protocol(url)
-    fs = fsspec.filesystem(protocol or "file", **files.storage_options)
     tried = []
     for name in [names] if isinstance(names, str) else names:
-        candidate = posixpath.normpath(
-            posixpath.join(posixpath.dirname(path), name.format(subject=spec.subject))
-        )
+        candidate = sibling_url(url, name.format(subject=spec.subject))
         tried.append(candidate)
-        if fs.exists(candidate):
-            return candidate if protocol in (None, "file") else f"{protocol}://{candidate}"
+        if url_exists(files, candidate):
+            return candidate
     raise SourceError(url, f"sibling file not found (tried {', '.join(tried)})")
 
 
@@ -441,14 +437,14 @@ class _TestReader:
                     f"{self.test}: EMG has {shape[1]} points per cycle, the catalogue says "
                     f"{points}",
                 )
-            values = np.concatenate([a.ravel() for arrays in columns.values() for a in arrays])
-            finite = values[np.isfinite(values)]
-            if finite.size and finite.min() < -1e-6 * max(float(np.abs(finite).max()), 1e-12):
-                raise SourceError(
-                    self.url,
-                    f"{self.test}: EMG has negative values ({finite.min():.3g}): not the "
-                    "rectified RMS envelope the catalogue (emg_kind envelope) describes",
-                )
+            check_envelope_undershoot(
+                np.concatenate([a.ravel() for arrays in columns.values() for a in arrays]),
+                self.url,
+                assumption=f"{self.test}: EMG has negative values: not the rectified RMS "
+                "envelope the catalogue (emg_kind envelope) describes",
+                max_undershoot=1e-6,
+                peak_floor=1e-12,
+            )
             per_side[side] = muscle_matrix(
                 {m: a[0] if len(a) == 1 else a for m, a in columns.items()}, shape
             )
@@ -541,12 +537,6 @@ def _stack(strides: dict[int, np.ndarray] | None, keys: list[int]) -> np.ndarray
     return None if strides is None else np.stack([strides[k] for k in keys])
 
 
-def _window(mean: np.ndarray, a: float, b: float, joint: int) -> np.ndarray:
-    """Samples of a (P, 3) mean cycle from fraction ``a`` to ``b`` of the cycle."""
-    last = mean.shape[0] - 1
-    return mean[int(a * last) : int(b * last) + 1, joint]
-
-
 def _check_signs(kinematics: dict[Side, Any], orthosis: bool, url: str, test: str) -> None:
     """[I] flexion / dorsiflexion positive: hip flexed at heel strike, knee flexed in swing,
     ankle plantarflexing after late-stance dorsiflexion (a locked knee is not checked)."""
@@ -554,20 +544,11 @@ def _check_signs(kinematics: dict[Side, Any], orthosis: bool, url: str, test: st
         if not len(value):
             continue
         curves = value if isinstance(value, np.ndarray) else np.stack(list(value.values()))
-        mean = np.nanmean(curves[..., _FLEX], axis=0)  # (P, 3)
-        at = functools.partial(_window, mean)
-        problems = []
-        if not np.nanmean(at(0.0, 0.05, _HIP)) - np.nanmin(at(0.35, 0.65, _HIP)) > 10:
-            problems.append("hip not flexed at heel strike relative to late stance")
-        if not (side == "L" and orthosis):
-            swing = np.nanmax(at(0.55, 0.9, _KNEE))
-            if not (swing > 30 and swing > abs(np.nanmin(mean[:, _KNEE]))):
-                problems.append(f"knee swing peak {swing:.0f} deg, not a flexion > 30")
-        if not np.nanmax(at(0.3, 0.55, _ANKLE)) - np.nanmin(at(0.55, 0.8, _ANKLE)) > 5:
-            problems.append("ankle not plantarflexing after late-stance dorsiflexion")
-        if problems:
-            raise SourceError(
-                url,
-                f"{test}: {side} sagittal angle signs are not flexion / dorsiflexion positive "
-                f"([I] assumption): {'; '.join(problems)}",
-            )
+        check_sagittal_signs(
+            np.nanmean(curves[..., _FLEX], axis=0),  # (P, 3)
+            url,
+            assumption=f"{test}: {side} sagittal angle signs are not flexion / dorsiflexion "
+            "positive ([I] assumption)",
+            check_knee=not (side == "L" and orthosis),
+            nan="omit",
+        )

@@ -68,21 +68,20 @@ from builder.sources import gait_events as ge
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
 from builder.sources.mapping import sign_for
+from builder.sources.options import known_muscles
 
 Axis = Literal["X", "Y", "Z"]
 
 
 class EmgOptions(AdapterOptions):
+    """Analog channels per canonical muscle and side, matched by label or description; a list
+    gives alternative names (files of one lab name a channel differently), the first found wins.
+    """
+
     match: Literal["label", "description"] = "label"
     channels: dict[str, dict[Literal["L", "R"], str | list[str]]] = Field(default_factory=dict)
 
-    @field_validator("channels")
-    @classmethod
-    def _known_muscles(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(MUSCLES))
-        if unknown:
-            raise ValueError(f"unknown muscle(s) {unknown}; canonical muscles are {list(MUSCLES)}")
-        return value
+    _known_muscles = field_validator("channels")(known_muscles)
 
 
 class ModelOutputOptions(AdapterOptions):

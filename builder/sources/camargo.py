@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
@@ -71,9 +70,12 @@ from builder.processing.strides import stride_windows, time_normalise
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import check_body_mass, check_knee_flexion_percentiles
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import load_mat
-from builder.sources.options import DatasetOptions, JointMap
+from builder.sources.options import DatasetOptions, JointMap, validate_options
+from builder.sources.segments import crop
+from builder.sources.tables import sibling_url, url_exists
 
 # A ramp wrap is a drop of more than this many percent between two samples.
 _WRAP_DROP_PCT = 50.0
@@ -167,12 +169,6 @@ class _TrialPaths:
     stem: str
 
 
-def _join(url: str, relative: str) -> str:
-    """``relative`` resolved against the folder of ``url`` (any fsspec URL)."""
-    protocol, path = fsspec.core.split_protocol(url)
-    return _with_protocol(protocol, posixpath.join(posixpath.dirname(path), relative))
-
-
 def _within(folder: str, relative: str) -> str:
     """``relative`` resolved against the folder URL ``folder``."""
     protocol, path = fsspec.core.split_protocol(folder)
@@ -190,11 +186,13 @@ def _paths(url: str, layout: CamargoLayout) -> _TrialPaths:
     if len(parts) < 6:
         raise SourceError(url, "expected <subject>/<date>/<mode>/emg/<trial>.mat")
     stem = posixpath.splitext(parts[-1])[0]
-    siblings = {key: _join(url, rel.format(trial=stem)) for key, rel in layout.siblings.items()}
+    siblings = {
+        key: sibling_url(url, rel.format(trial=stem)) for key, rel in layout.siblings.items()
+    }
     return _TrialPaths(
         emg=url,
         siblings=siblings,
-        root=_join(url, "../../../.."),
+        root=sibling_url(url, "../../../.."),
         mode=parts[-3],
         date=parts[-4],
         stem=stem,
@@ -212,11 +210,6 @@ def _table(files: FileAccess, url: str, variable: str, what: str) -> pd.DataFram
         have = sorted(found) or "nothing"
         raise SourceError(url, f"{what}: no MATLAB table in variable {variable!r} (found {have})")
     return table
-
-
-def _exists(files: FileAccess, url: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(url, **files.storage_options)
-    return bool(fs.exists(path))
 
 
 # --- time bases -------------------------------------------------------------------------
@@ -289,13 +282,12 @@ def _body_mass(files: FileAccess, paths: _TrialPaths, subject: str, options: Bod
     mass = masses.get(subject.strip().casefold())
     if mass is None:
         raise SourceError(url, f"no body mass for subject {subject!r} (moments are in N·m)")
-    if not 25.0 <= mass <= 250.0:
-        raise SourceError(
-            url,
-            f"body mass of {subject} is {mass:g} {options.units}: not a mass in kg "
-            "(check kinetics.body_mass.mass_column / units)",
-        )
-    return mass
+    return check_body_mass(
+        mass,
+        url,
+        assumption=f"body mass of {subject} from {options.mass_column} in {options.units}: not "
+        "a mass in kg (check kinetics.body_mass.mass_column / units)",
+    )
 
 
 # --- events -----------------------------------------------------------------------------
@@ -458,7 +450,7 @@ def _conditions(
     layout = options.layout.conditions
     url = paths.siblings.get("conditions")
     required = paths.mode in layout.required_for
-    if url is None or not _exists(files, url):
+    if url is None or not url_exists(files, url):
         if required:
             raise SourceError(
                 paths.emg,
@@ -526,22 +518,6 @@ def _joints(
         notes.append(f"{what}: no column(s) {', '.join(missing)} (absent)")
     columns = {key: np.asarray(table[str(col)], dtype=np.float64) for key, col in present.items()}
     return joint_array(columns, (len(table),), signs=joint_map.sign, factor=factor)
-
-
-def _check_knee(angles: Iterable[np.ndarray], url: str) -> None:
-    """Swing flexion must be a positive peak (gait2392-style models are flexion-negative)."""
-    knee = np.concatenate([a[:, 1, 2] for a in angles])
-    knee = knee[np.isfinite(knee)]
-    if knee.size == 0:
-        return
-    peak, trough = float(np.percentile(knee, 99)), float(np.percentile(knee, 1))
-    if peak < 20.0 or peak < -trough:
-        raise SourceError(
-            url,
-            f"knee_angle does not look flexion-positive (99th percentile {peak:.0f}°, 1st "
-            f"{trough:.0f}°; swing flexion should peak near +60°): set kinematics.sign "
-            "knee.flexion: -1 if this model counts flexion negative",
-        )
 
 
 def _check_same_clock(sides: dict[Side, _SideData], url: str) -> None:
@@ -620,19 +596,6 @@ def _isnan(value: Any) -> bool:
     return isinstance(value, float) and value != value
 
 
-def _window(series: TimeSeries | None, start: float, end: float) -> TimeSeries | None:
-    if series is None:
-        return None
-    first = max(0, int(np.floor((start - series.start_s) * series.rate_hz)))
-    stop = min(series.n_samples, int(np.ceil((end - series.start_s) * series.rate_hz)) + 1)
-    return TimeSeries(
-        series.data[first:stop],
-        series.rate_hz,
-        series.start_s + first / series.rate_hz,
-        series.units,
-    )
-
-
 @dataclass
 class _SideData:
     side: Side
@@ -675,14 +638,7 @@ class CamargoAdapter(SourceAdapter):
     options_model = CamargoOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        try:
-            options = CamargoOptions.model_validate(spec.options)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise SourceError(
-                spec.url, f"invalid camargo options: {where}: {first['msg']}"
-            ) from None
+        options = validate_options(CamargoOptions, spec)
         if options.kinematics is None:
             raise SourceError(spec.url, "the catalogue entry has no kinematics map")
         paths = _paths(spec.url, options.layout)
@@ -724,7 +680,14 @@ class CamargoAdapter(SourceAdapter):
                 strikes,
                 offs,
             )
-        _check_knee([s.kinematics.data for s in sides.values()], paths.siblings["ik"])
+        check_knee_flexion_percentiles(
+            np.concatenate([s.kinematics.data for s in sides.values()]),
+            paths.siblings["ik"],
+            assumption="knee_angle does not look flexion-positive (swing flexion should peak "
+            "near +60°): set kinematics.sign knee.flexion: -1 if this model counts flexion "
+            "negative",
+            min_peak_deg=20.0,
+        )
         _check_same_clock(sides, paths.emg)
 
         conditions = _conditions(files, paths, options, notes)
@@ -865,9 +828,9 @@ class CamargoAdapter(SourceAdapter):
                 groups.setdefault(key, []).append(
                     SideRecording(
                         side=side,
-                        emg=_window(data.emg, low, high),
-                        kinematics=_window(data.kinematics, low, high),
-                        kinetics=_window(data.kinetics, low, high),
+                        emg=crop(data.emg, low, high),
+                        kinematics=crop(data.kinematics, low, high),
+                        kinetics=crop(data.kinetics, low, high),
                         heel_strikes_s=np.array([s for s, _ in run] + [last]),
                         toe_offs_s=toe,
                     )

@@ -51,17 +51,19 @@ from typing import Any
 import fsspec
 import numpy as np
 import pandas as pd
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from builder.conventions import angle_factor, emg_factor
 from builder.errors import SourceError
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import check_knee_flexion_percentiles
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import field, load_mat
 from builder.sources.opensim import Storage, read_storage
-from builder.sources.options import DatasetOptions
+from builder.sources.options import DatasetOptions, validate_options
+from builder.sources.tables import sibling_url
 
 # Seconds of EMG kept on either side of a step (the filters settle outside the stride).
 _PAD_S = 0.5
@@ -109,12 +111,6 @@ class Gait120Options(DatasetOptions):
 
 
 # --- paths ------------------------------------------------------------------------------
-
-
-def _folder(url: str, relative: str) -> str:
-    protocol, path = fsspec.core.split_protocol(url)
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), relative))
-    return joined if protocol in (None, "file", "local") else f"{protocol}://{joined}"
 
 
 class _Listing:
@@ -225,7 +221,7 @@ class _Context:
             relative = posixpath.dirname(relative)
         else:
             relative = posixpath.join(posixpath.dirname(relative), trial)
-        return _folder(self.url, relative)
+        return sibling_url(self.url, relative)
 
 
 @register_adapter
@@ -234,14 +230,7 @@ class Gait120Adapter(SourceAdapter):
     options_model = Gait120Options
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        try:
-            options = Gait120Options.model_validate(spec.options)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise SourceError(
-                spec.url, f"invalid gait120 options: {where}: {first['msg']}"
-            ) from None
+        options = validate_options(Gait120Options, spec)
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "the catalogue entry needs emg and kinematics maps")
         layout = options.layout
@@ -275,7 +264,14 @@ class Gait120Adapter(SourceAdapter):
             steps += self._task(context, raw[task], task)
         if not steps:
             raise SourceError(spec.url, f"no step of any task ({', '.join(layout.tasks)})")
-        _check_knee(steps, spec.url)
+        check_knee_flexion_percentiles(
+            np.concatenate([s.angles.data for s in steps]),
+            spec.url,
+            assumption="knee_angle after the catalogue's sign is not flexion-positive (the "
+            "source is documented as extension-positive: sign knee.flexion: -1; check the step "
+            "files)",
+            min_peak_deg=20.0,
+        )
         _check_cycles([s for s in steps if s.task not in layout.non_cyclic_tasks], spec.url)
 
         population = _population(spec.subject, layout.populations, spec.population)
@@ -457,22 +453,6 @@ class Gait120Adapter(SourceAdapter):
 
 
 # --- assumptions ------------------------------------------------------------------------
-
-
-def _check_knee(steps: list[_Step], url: str) -> None:
-    """After the catalogue's sign, the knee must flex positively (swing or seated)."""
-    knee = np.concatenate([s.angles.data[:, 1, 2] for s in steps])
-    knee = knee[np.isfinite(knee)]
-    if knee.size == 0:
-        return
-    peak, trough = float(np.percentile(knee, 99)), float(np.percentile(knee, 1))
-    if peak < 20.0 or peak < -trough:
-        raise SourceError(
-            url,
-            f"knee_angle after the catalogue's sign is not flexion-positive (99th percentile "
-            f"{peak:.0f}°, 1st {trough:.0f}°): the source is documented as extension-positive "
-            "(sign knee.flexion: -1); check the step files",
-        )
 
 
 def _check_cycles(steps: list[_Step], url: str) -> None:

@@ -52,14 +52,18 @@ from builder.errors import SourceError
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import (
+    ANKLE_PEAK_BANDS,
+    check_knee_flexion_percentiles,
+    check_plantarflexor_moment,
+    check_raw_emg,
+    moment_units_by_magnitude,
+    robust_peak,
+)
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import load_mat
-from builder.sources.moghadam import (
-    check_knee_flexion,
-    check_plantarflexor_moment,
-    moment_units_by_magnitude,
-)
 from builder.sources.options import DatasetOptions
+from builder.sources.segments import crop
 
 # Motion-capture rates a derived kinematics rate snaps to (within 0.5 %).
 STANDARD_RATES_HZ = (50.0, 60.0, 100.0, 120.0, 150.0, 200.0, 240.0, 250.0, 300.0, 500.0, 1000.0)
@@ -347,7 +351,8 @@ def _moment_scale(
     ]
     if not ankle:
         return 1.0, None
-    inferred, peak = moment_units_by_magnitude(np.concatenate(ankle))
+    peak = robust_peak(np.concatenate(ankle))
+    inferred = moment_units_by_magnitude(peak, ANKLE_PEAK_BANDS)
     unit = kinetics.units or inferred
     if unit is None:
         raise SourceError(
@@ -394,7 +399,9 @@ def _side_arrays(
             signs=options.kinematics.sign,
             factor=angle_scale,
         )
-        check_knee_flexion(kinematics, url, f" ({side})")
+        check_knee_flexion_percentiles(
+            kinematics, url, assumption=f"[I] knee flexion positive, in degrees ({side})"
+        )
         kinetics = None
         if options.kinetics is not None and trial["kinetics"] is not None:
             mom_columns = options.kinetics.component_columns(side)
@@ -413,25 +420,20 @@ def _side_arrays(
             for muscle, names in options.emg.names(side).items()
         }
         for muscle, values in emg_columns.items():
-            _check_raw(values[0], url, f"{muscle} ({side})")
+            # [I] 'Preprocessed' EMG is still bipolar (raw-like): a rectified or enveloped
+            # channel would be non-negative, and emg_kind raw would filter it wrongly.
+            check_raw_emg(
+                values[0],
+                url,
+                assumption=f"EMG {muscle} ({side}) is rectified or an envelope, not raw EMG "
+                "(emg_kind raw assumed)",
+            )
         out[side] = {
             "kinematics": kinematics,
             "kinetics": kinetics,
             "emg": muscle_matrix(emg_columns, (trial["n_emg"],)),
         }
     return out
-
-
-def _check_raw(x: np.ndarray, url: str, name: str) -> None:
-    """[I] 'Preprocessed' EMG is still bipolar (raw-like): a rectified or enveloped channel
-    would be non-negative, and emg_kind raw would filter it wrongly."""
-    finite = x[np.isfinite(x)]
-    if finite.size and np.mean(finite < 0) < 0.2:
-        raise SourceError(
-            url,
-            f"EMG {name} is {100 * np.mean(finite < 0):.0f}% negative: rectified or an envelope, "
-            "not raw EMG (emg_kind raw assumed)",
-        )
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -540,8 +542,7 @@ def _recording(
 def _crop(
     data: np.ndarray | None, rate: float, begin: float, end: float, units: str
 ) -> TimeSeries | None:
+    """The stretch ``begin``..``end`` (s) of a stream that starts at t = 0."""
     if data is None:
         return None
-    first = max(0, int(np.floor(begin * rate)))
-    stop = min(len(data), int(np.ceil(end * rate)) + 1)
-    return TimeSeries(np.asarray(data[first:stop]), rate, first / rate, units)
+    return crop(TimeSeries(np.asarray(data), rate, 0.0, units), begin, end)

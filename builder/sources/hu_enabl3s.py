@@ -45,18 +45,10 @@ from builder.errors import SourceError
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import check_mean_stride_angles, mean_stride
 from builder.sources.options import DatasetOptions
-from builder.sources.siat_llmd import (
-    CROP_MARGIN_S,
-    check_angles,
-    crop,
-    emg_matrix,
-    joint_matrix,
-    mean_stride,
-    numeric,
-    read_table,
-    require_columns,
-)
+from builder.sources.segments import CROP_MARGIN_S, crop
+from builder.sources.tables import emg_matrix, joint_matrix, numeric, read_table, require_columns
 
 TRANSITION = "transition"
 
@@ -208,7 +200,7 @@ class HuEnabl3sAdapter(SourceAdapter):
             if not level:
                 continue
             starts, ends = (np.array(x, dtype=np.float64) / rate for x in zip(*level, strict=True))
-            check_angles(
+            check_mean_stride_angles(
                 mean_stride(series, starts, ends),
                 url,
                 assumption=f"[I] goniometer signs and units ({side} leg, catalogue sign applied)",

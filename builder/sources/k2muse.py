@@ -61,12 +61,19 @@ from builder.processing.strides import time_normalise
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import (
+    check_sagittal_signs,
+    cycle_window,
+    moment_units_by_magnitude,
+    robust_peak,
+)
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import field, load_mat
 from builder.sources.options import DatasetOptions, JointMap
+from builder.sources.segments import crop
 
 _SIDE_NAMES: dict[Side, str] = {"L": "Left", "R": "Right"}
-_HIP, _KNEE, _ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
+_ANKLE = JOINTS.index("ankle")
 _FLEX = PLANES.index("flexion")
 _TRIAL = re.compile(r"\D*(\d+)")
 # rsGaitData must match the time-normalised OriginalData this closely (deg RMS), and the other
@@ -430,17 +437,16 @@ class _Trial:
                 keep = (rows >= starts[0]) & (rows <= ends[-1])
                 inside.append(np.abs(moments[keep, :, _FLEX]).ravel())
         values = np.concatenate(inside) if inside else np.zeros(0)
-        values = values[np.isfinite(values)]
-        peak = float(np.percentile(values, 99)) if values.size else 0.0
+        peak = robust_peak(values) if np.isfinite(values).any() else 0.0
         candidates = list(dict.fromkeys([spec.units or "N.m/kg", "N.m/kg", "N.mm/kg"]))
-        for unit in candidates:
-            factor = moment_factor(unit)
-            if _MOMENT_PEAK_RANGE[0] <= peak * factor <= _MOMENT_PEAK_RANGE[1]:
-                if unit != (spec.units or unit):
-                    self.notes.append(
-                        f"{self.where}: moments are {unit} by magnitude (catalogue: {spec.units})"
-                    )
-                return factor
+        bands = dict.fromkeys(candidates, _MOMENT_PEAK_RANGE)
+        unit = moment_units_by_magnitude(peak, bands, per_kg=True)
+        if unit is not None:
+            if unit != (spec.units or unit):
+                self.notes.append(
+                    f"{self.where}: moments are {unit} by magnitude (catalogue: {spec.units})"
+                )
+            return moment_factor(unit)
         raise self.fail(
             f"moment units: sagittal moments peak at {peak:.3g} in file units, which fits "
             f"neither {' nor '.join(candidates)} (walking peaks 0.5-2.5 N·m/kg)"
@@ -488,7 +494,7 @@ class _Trial:
         elif mom_spec is not None:
             self.notes.append(f"{self.where}: no OriginalData.Moments")
         emg = self._emg(n_frames, events, base)
-        _check_curves(kinematics, kinetics, windows, self.kin_hz, self.fail)
+        _check_curves(kinematics, kinetics, windows, self.kin_hz, self.url, self.where)
 
         sides: list[SideRecording] = []
         for side in options.sides:
@@ -553,16 +559,7 @@ def _series(data: np.ndarray | None, rate: float, units: str) -> TimeSeries | No
 
 def _slice(series: TimeSeries | None, keep: tuple[float, float] | None) -> TimeSeries | None:
     """The part of ``series`` within ``keep`` (seconds), or all of it when ``keep`` is None."""
-    if series is None or keep is None:
-        return series
-    first = max(int(np.floor((keep[0] - series.start_s) * series.rate_hz)), 0)
-    stop = min(int(np.ceil((keep[1] - series.start_s) * series.rate_hz)) + 1, series.n_samples)
-    return TimeSeries(
-        series.data[first:stop],
-        series.rate_hz,
-        series.start_s + first / series.rate_hz,
-        series.units,
-    )
+    return series if keep is None else crop(series, *keep)
 
 
 def _mean_cycle(data: np.ndarray, *, starts: np.ndarray, ends: np.ndarray, rate: float):
@@ -576,7 +573,8 @@ def _check_curves(
     kinetics: dict[Side, np.ndarray],
     windows: dict[Side, list],
     rate: float,
-    fail,
+    url: str,
+    where: str,
 ) -> None:
     """Angle signs ([I] PiG X flexion / dorsiflexion positive) and the internal ankle moment
     ([I] PiG moments are external: after the catalogue's sign, plantarflexor = negative)."""
@@ -591,25 +589,19 @@ def _check_curves(
         )
 
         if side in kinematics:
-            curve = mean_curve(kinematics[side])
-            problems = []
-            if not curve[:6, _HIP].mean() - curve[35:66, _HIP].min() > 10:
-                problems.append("hip not flexed at heel strike relative to late stance")
-            swing = curve[55:91, _KNEE].max()
-            if not (swing > 30 and swing > abs(curve[:, _KNEE].min())):
-                problems.append(f"knee swing peak {swing:.0f} deg, not a flexion > 30")
-            if not curve[30:56, _ANKLE].max() - curve[55:81, _ANKLE].min() > 5:
-                problems.append("ankle not plantarflexing after late-stance dorsiflexion")
-            if problems:
-                raise fail(
-                    f"{side} angle signs are not flexion / dorsiflexion positive ([I] Plug-in "
-                    f"Gait X): {'; '.join(problems)}"
-                )
+            check_sagittal_signs(
+                mean_curve(kinematics[side]),
+                url,
+                assumption=f"{where}: {side} angle signs are not flexion / dorsiflexion positive "
+                "([I] Plug-in Gait X)",
+                nan="propagate",  # a missing mean-cycle sample is refused
+            )
         if side in kinetics:
-            ankle = mean_curve(kinetics[side])[:66, _ANKLE]
+            ankle = cycle_window(mean_curve(kinetics[side]), 0.0, 0.65)[:, _ANKLE]
             if not (ankle.min() < -0.3 and abs(ankle.min()) > 1.5 * max(ankle.max(), 0.0)):
-                raise fail(
-                    f"{side} internal ankle moment in stance ranges {ankle.min():+.2f} to "
+                raise SourceError(
+                    url,
+                    f"{where}: {side} internal ankle moment in stance ranges {ankle.min():+.2f} to "
                     f"{ankle.max():+.2f} N·m/kg: not plantarflexor-negative — the [I] "
-                    "'Plug-in Gait moments are external' sign (kinetics.sign) is wrong"
+                    "'Plug-in Gait moments are external' sign (kinetics.sign) is wrong",
                 )

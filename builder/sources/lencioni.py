@@ -39,17 +39,16 @@ from builder.errors import SourceError
 from builder.records import TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
-from builder.sources.mapping import joint_array
-from builder.sources.matlab import field, load_mat
-from builder.sources.matlab_struct import (
+from builder.sources.checks import (
     check_emg_kind,
-    check_knee_flexion,
+    check_swing_knee_flexion,
     check_walking_moments,
     moment_units_by_magnitude,
     phase_mean,
-    validate_options,
 )
-from builder.sources.options import DatasetOptions, JointMap
+from builder.sources.mapping import joint_array
+from builder.sources.matlab import field, load_mat
+from builder.sources.options import DatasetOptions, JointMap, validate_options
 from builder.sources.segments import cycle_sides
 
 _MOVING_AVERAGE_S = 0.05  # crude envelope of raw EMG for the row-order check
@@ -144,7 +143,9 @@ class LencioniAdapter(SourceAdapter):
         if not reference:
             notes.append(f"no {layout.reference_tasks} cycles: shape checks only")
         if ref_kin:
-            check_knee_flexion(np.concatenate(ref_kin), url, "[I] flexion-positive knee angles")
+            check_swing_knee_flexion(
+                np.concatenate(ref_kin), url, "[I] flexion-positive knee angles"
+            )
         if ref_mom:
             check_walking_moments(
                 np.concatenate(ref_mom),

@@ -12,7 +12,7 @@ a missing group is noted. Each trial has per-stride (points × strides) arrays:
 strides from ``cycles.*.time``, axes (``x`` sagittal, not the adduction slot as in the
 foundation), Plug-in Gait moment signs, units decided by magnitude (the dataset states none),
 the envelope, axis and sign checks, EMG never paired blindly with cycles of a different
-count — is :mod:`builder.sources.embry`'s, documented there.
+count — is :mod:`builder.sources.gregg_lab`'s, documented there.
 
 Per recording (one per group and trial): ``meta`` = trial ``<group>.<trial>``, activity
 token = the group (``metadata.activity_map``), incline and, where the trial's
@@ -38,7 +38,7 @@ from builder.errors import SourceError
 from builder.records import TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import FileAccess, SourceAdapter
-from builder.sources.embry import (
+from builder.sources.gregg_lab import (
     GreggLabOptions,
     TrialProblem,
     TrialSource,
@@ -46,9 +46,9 @@ from builder.sources.embry import (
     finish,
     gregg_recording,
     token_value,
-    validated_options,
 )
 from builder.sources.matlab import load_mat
+from builder.sources.options import validate_options
 
 _INCLINE_TOKEN = re.compile(r"(?<![a-z])([id])(\d+(?:x\d+)?)(?![0-9x])")
 
@@ -59,7 +59,7 @@ class MacalusoAdapter(SourceAdapter):
     options_model = GreggLabOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = validated_options(spec, GreggLabOptions)
+        options = validate_options(GreggLabOptions, spec)
         data = load_mat(files.local_path(spec.url), spec.url)
         subject, notes = _subject(data, spec.url)
         groups: dict[str, int] = options.layout.get("groups") or {}

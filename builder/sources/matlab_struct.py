@@ -50,158 +50,31 @@ at 40-55 % of the cycle; EMG non-negative and smooth for ``emg_kind: envelope``;
 the cycle does start at that leg's heel strike). A muscle with NaN in a cycle is absent in
 that stride (mask False), never zero.
 
-The module also holds the small data checks the per-dataset MATLAB adapters share
-(:func:`phase_mean`, :func:`emg_signal_kind`, :func:`moment_units_by_magnitude`).
+The checks are :mod:`builder.sources.checks`'s (shared with the per-dataset MATLAB adapters).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from builder.conventions import ANGLE_UNITS, JOINTS, PLANES, Side, angle_factor, moment_factor
+from builder.conventions import ANGLE_UNITS, Side, angle_factor, moment_factor
 from builder.errors import SourceError
 from builder.records import TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import (
+    check_emg_kind,
+    check_swing_knee_flexion,
+    check_walking_moments,
+    phase_mean,
+)
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import field, load_mat
-from builder.sources.options import DatasetOptions, JointMap
+from builder.sources.options import DatasetOptions, JointMap, validate_options
 from builder.sources.segments import cycle_sides
-
-_HIP, _KNEE, _ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
-_ADD, _ROT, _FLEX = (PLANES.index(p) for p in ("adduction", "rotation", "flexion"))
-
-# Internal moments above this (N·m/kg) do not happen in walking (running peaks ~4).
-MAX_WALKING_MOMENT = 5.0
-# An envelope is smooth: RMS of its first difference over its standard deviation. Linear
-# envelopes sampled at 100 points to 1 kHz give 0.1-0.3 (ExperimentalData.mat: 0.13-0.27),
-# rectified or raw EMG 1-1.4 (broadband).
-MAX_ENVELOPE_ROUGHNESS = 0.7
-# Share of negative samples above which a signal is signed (raw), not an envelope.
-MAX_NEGATIVE_SHARE = 0.01
-
-
-# --- checks shared by the MATLAB dataset adapters -----------------------------------------
-
-
-def phase_mean(curves: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Mean over strides and over the cycle fraction [lo, hi] of time-normalised ``curves``
-    (N, P, ...) whose P points span heel strike to heel strike (both included); NaN-aware."""
-    curves = np.asarray(curves, dtype=float)
-    phase = np.linspace(0.0, 1.0, curves.shape[1])
-    window = curves[:, (phase >= lo) & (phase <= hi)]
-    with warnings.catch_warnings():  # an all-NaN window is NaN, without a warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(window, axis=(0, 1))
-
-
-def emg_signal_kind(signals: list[np.ndarray]) -> tuple[str, str]:
-    """What EMG arrays hold: ``"envelope"`` (non-negative, smooth), ``"rectified"``
-    (non-negative, rough) or ``"raw"`` (signed), with the figures that decided it.
-
-    ``signals`` are (T, C) arrays (strides or cycles), NaN where absent.
-    """
-    finite = [s[np.isfinite(s)] for s in signals]
-    values = np.concatenate(finite) if finite else np.empty(0)
-    if values.size == 0:
-        return "envelope", "no EMG samples"
-    tolerance = 1e-9 * float(np.max(np.abs(values)) or 1.0)
-    negative = float(np.mean(values < -tolerance))
-    if negative > MAX_NEGATIVE_SHARE:
-        return "raw", f"{negative:.0%} of the samples are negative"
-    roughness = []
-    for signal in signals:
-        for column in np.asarray(signal, dtype=float).T:
-            x = column[np.isfinite(column)]
-            if x.size > 3 and x.std() > 0:
-                roughness.append(np.sqrt(np.mean(np.diff(x) ** 2)) / x.std())
-    rough = float(np.median(roughness)) if roughness else 0.0
-    kind = "rectified" if rough > MAX_ENVELOPE_ROUGHNESS else "envelope"
-    return kind, f"non-negative, roughness {rough:.2f} (envelopes < {MAX_ENVELOPE_ROUGHNESS})"
-
-
-def check_emg_kind(signals: list[np.ndarray], emg_kind: str, url: str, assumption: str) -> None:
-    """Refuse EMG whose content disagrees with the catalogue's ``emg_kind``."""
-    found, detail = emg_signal_kind(signals)
-    if emg_kind == "envelope" and found != "envelope":
-        raise SourceError(
-            url,
-            f"{assumption}: the EMG is {found}, not an envelope ({detail}); "
-            "set metadata.emg_kind to raw if the signal is raw EMG",
-        )
-    if emg_kind == "raw" and found != "raw":
-        raise SourceError(
-            url,
-            f"{assumption}: the EMG is {found} ({detail}), not signed raw EMG; "
-            "set metadata.emg_kind to envelope",
-        )
-
-
-# Typical peak |hip flexion moment| in walking is ~1 N·m/kg; these bands never overlap for
-# humans (N·mm/kg ~1000, N·m ~ 60 for adults and ~20 for a 20 kg child).
-_UNIT_BANDS = (("N.m/kg", 0.2, 5.0), ("N.mm/kg", 200.0, 5000.0), ("N.m", 8.0, 200.0))
-
-
-def moment_units_by_magnitude(peak: float) -> str | None:
-    """The moment unit that a walking peak |hip flexion moment| of ``peak`` implies."""
-    for unit, lo, hi in _UNIT_BANDS:
-        if lo <= peak <= hi:
-            return unit
-    return None
-
-
-def check_walking_moments(
-    moments: np.ndarray, url: str, *, what: str, assumption: str, min_strides: int = 1
-) -> None:
-    """Magnitude and sign of canonical moments (N, P, 3, 3) of walking strides.
-
-    Refused: peaks above :data:`MAX_WALKING_MOMENT` or a hip flexion peak below 0.1 N·m/kg
-    (units), or a positive ankle moment at 40-55 % of the cycle (external, not internal).
-    """
-    finite = np.isfinite(moments[:, :, _ANKLE, _FLEX]).all(axis=1)
-    moments = moments[finite]
-    if moments.shape[0] < min_strides:
-        return
-    hip_peak = float(np.nanmedian(np.nanmax(np.abs(moments[:, :, _HIP, _FLEX]), axis=1)))
-    overall = float(np.nanmedian(np.nanmax(np.abs(moments), axis=(1, 2, 3))))
-    if overall > MAX_WALKING_MOMENT or hip_peak < 0.1:
-        raise SourceError(
-            url,
-            f"{assumption}: {what} give a peak |hip flexion moment| of {hip_peak:.3g} N.m/kg "
-            f"(largest component {overall:.3g}); walking is ~1 N.m/kg: check the units",
-        )
-    ankle = float(phase_mean(moments[:, :, _ANKLE, _FLEX], 0.40, 0.55))
-    if not ankle < 0:
-        raise SourceError(
-            url,
-            f"{assumption}: {what} give an ankle moment of {ankle:+.2f} N.m/kg at 40-55 % of "
-            "the cycle; the internal plantarflexor moment is negative (~-1.3): the moments "
-            "look external, check the sign rules",
-        )
-
-
-def check_knee_flexion(kinematics: np.ndarray, url: str, assumption: str) -> None:
-    """Peak swing knee flexion must be positive and large (~60° in walking)."""
-    knee = kinematics[:, :, _KNEE, _FLEX]
-    if not np.isfinite(knee).any():
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean_curve = np.nanmean(knee, axis=0)
-    phase = np.linspace(0.0, 1.0, knee.shape[1])
-    swing = mean_curve[(phase >= 0.55) & (phase <= 0.9)]
-    peak = float(np.nanmax(swing))
-    if not peak > 30:
-        raise SourceError(
-            url,
-            f"{assumption}: peak swing knee flexion is {peak:.1f} deg (min "
-            f"{float(np.nanmin(swing)):.1f}); flexion-positive walking peaks near +60 deg",
-        )
-
 
 # --- options --------------------------------------------------------------------------------
 
@@ -289,18 +162,6 @@ class MatlabStructAdapter(SourceAdapter):
         return recordings
 
 
-def validate_options(model: type[DatasetOptions], spec: TrialSpec) -> Any:
-    """The spec's options as ``model``; invalid ones are a SourceError naming the key."""
-    try:
-        return model.model_validate(spec.options)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SourceError(
-            spec.url, f"invalid {spec.adapter} options: {where}: {first['msg']}"
-        ) from None
-
-
 class _Table:
     """One (points, channels, cycles) container with its channel names."""
 
@@ -385,7 +246,7 @@ def _subject(
         kinetics = _joints(mom_table, options.kinetics, side, "kinetics", url, root, subject)
         emg = _emg(emg_table, options, side, spec)
         if kinematics is not None:
-            check_knee_flexion(kinematics, url, "knee flexion sign (kinematics.sign)")
+            check_swing_knee_flexion(kinematics, url, "knee flexion sign (kinematics.sign)")
         if kinetics is not None:
             check_walking_moments(
                 kinetics, url, what="the moments", assumption="kinetics units/body mass/sign"
@@ -557,14 +418,4 @@ def _check_grf(table: _Table, check: GrfCheck, url: str) -> None:
         )
 
 
-__all__ = [
-    "MatlabStructAdapter",
-    "MatlabStructOptions",
-    "check_emg_kind",
-    "check_knee_flexion",
-    "check_walking_moments",
-    "emg_signal_kind",
-    "moment_units_by_magnitude",
-    "phase_mean",
-    "validate_options",
-]
+__all__ = ["MatlabStructAdapter", "MatlabStructOptions"]

@@ -23,14 +23,14 @@ Layout (``Gait_Time_Series/<P>Data/{EMG,IMU,Joints_Kinematics,Joints_Kinetics}/<
 
 The files carry NO gait events, and the upstream segmentation (peaks of the foot IMUs'
 vertical acceleration) is unreliable. Heel strikes are detected from the sagittal hip and knee
-angles with :func:`kinematic_heel_strikes` (documented and tested below). Overground trials
+angles with :func:`builder.sources.gait_events.kinematic_heel_strikes` (documented there, tested
+in tests/test_source_moghadam.py). Overground trials
 have force plates under a few steps only: a stride whose stance shows no plantarflexor moment
 (the foot was not on a plate, so inverse dynamics saw no ground reaction) gets no kinetics
 (``kinetics_valid_s`` covers only the loaded strides).
 
-This module also holds the generic helpers the three adapters of this family share (heel
-strikes from joint angles, moment units and sign checks by magnitude, a minimal ``.xlsx``
-reader); they are candidates for ``builder/sources/gait_events.py`` and a shared checks module.
+Moment units and sign are judged with :mod:`builder.sources.checks`; the study summary is read
+with :func:`builder.sources.tables.read_xlsx`.
 """
 
 from __future__ import annotations
@@ -38,16 +38,12 @@ from __future__ import annotations
 import itertools
 import posixpath
 import re
-import zipfile
-from collections.abc import Sequence
 from typing import Any, Literal
-from xml.etree import ElementTree
 
 import fsspec
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from scipy.signal import butter, find_peaks, sosfiltfilt
 
 from builder.conventions import (
     ANGLE_UNITS,
@@ -62,288 +58,23 @@ from builder.errors import SourceError
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
-from builder.sources.gait_events import MIN_STRIDE_S, fill_gaps
+from builder.sources.checks import (
+    ANKLE_PEAK_BANDS,
+    check_body_mass,
+    check_envelope_share,
+    check_knee_flexion_percentiles,
+    check_plantarflexor_moment,
+    moment_units_by_magnitude,
+    robust_peak,
+)
+from builder.sources.gait_events import kinematic_heel_strikes
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.opensim import read_storage
 from builder.sources.options import DatasetOptions, JointMap
+from builder.sources.tables import read_table, read_xlsx, sibling_url
 
 _HIP, _KNEE, _ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
 _FLEX = PLANES.index("flexion")
-
-# =============================================================================================
-# Generic helpers (pure functions; proposed for builder/sources/gait_events.py and a shared
-# plausibility-check module — the Grimmer and Angelidou adapters import them from here)
-# =============================================================================================
-
-# A knee swing peak stands at least this far above the knee angle either side of it (swing
-# peaks are ~60° in walking, 90-100° on stairs; the stance flexion bump is ~15-20°).
-MIN_SWING_KNEE_DEG = 25.0
-# After its terminal-swing minimum the knee flexes again (loading response, ~15° in walking):
-# a rise of this much above the running minimum confirms the minimum was the contact.
-CONTACT_RISE_DEG = 3.0
-# Zero-phase low-pass of the angles before detection: gait angles live below ~6 Hz, sensor
-# and IK noise above it.
-ANGLE_CUTOFF_HZ = 6.0
-
-
-def kinematic_heel_strikes(
-    hip_flexion_deg: np.ndarray,
-    knee_flexion_deg: np.ndarray,
-    rate_hz: float,
-    start_s: float = 0.0,
-    *,
-    cutoff_hz: float = ANGLE_CUTOFF_HZ,
-    min_swing_deg: float = MIN_SWING_KNEE_DEG,
-    rise_deg: float = CONTACT_RISE_DEG,
-    min_interval_s: float = MIN_STRIDE_S,
-) -> np.ndarray:
-    """Heel-strike times of one leg from its sagittal hip and knee angles (canonical signs:
-    flexion positive, degrees), for walking on level ground and ramps.
-
-    Rule (knee maximal extension in terminal swing; Perry & Burnfield, *Gait Analysis*: the
-    knee reaches its swing extension just before initial contact and flexes again in loading
-    response): in every swing the knee flexes to a peak while the hip flexes forward; the
-    heel strike is the first minimum of knee flexion after that peak, confirmed when the knee
-    has flexed ``rise_deg`` above it again (loading response). Steps:
-
-    1. bridge NaN gaps up to 0.1 s, zero-phase 2nd-order Butterworth low-pass at ``cutoff_hz``;
-    2. swing peaks: knee maxima with prominence ≥ ``min_swing_deg``, at least
-       ``min_interval_s`` apart, while the hip is flexing (this rejects the stance bump);
-    3. after each swing peak, follow the running minimum of the knee until it rises
-       ``rise_deg`` above it; the minimum is refined to a fraction of a sample by a parabola;
-    4. keep it only if the hip is in the flexed half of its range there (terminal swing, not
-       mid-stance).
-
-    Accuracy (tests/test_source_moghadam.py; simulated gait of builder.demo.gait_model with
-    known heel strikes, 0.8-1.6 m/s, 100/200 Hz, up to 1° white noise): every heel strike
-    with its swing in the recording is found, none invented; detected − true is −10…+1 ms on
-    level ground, −20…−5 ms on ±5° ramps and −35…−5 ms on ±10° ramps (steeper ascent →
-    earlier). On real gait the knee's terminal-swing minimum precedes force-plate contact by
-    roughly 0-50 ms: expect that bias (unverified on real data). Not for stairs (the knee does
-    not extend before contact on stair ascent) nor running. A heel strike whose swing lies
-    before the recording is not reported.
-    """
-    hip = np.asarray(hip_flexion_deg, dtype=float)
-    knee = np.asarray(knee_flexion_deg, dtype=float)
-    if hip.shape != knee.shape or hip.ndim != 1:
-        raise ValueError("hip and knee angles must be 1-D arrays of the same length")
-    if not rate_hz > 0:
-        raise ValueError(f"rate must be positive, got {rate_hz}")
-    gap = max(1, round(0.1 * rate_hz))
-    hip, knee = fill_gaps(hip, gap), fill_gaps(knee, gap)
-    times: list[float] = []
-    for a, b in _finite_runs(np.isfinite(hip) & np.isfinite(knee)):
-        times.extend(
-            start_s + (a + i) / rate_hz
-            for i in _heel_strike_samples(
-                _lowpass(hip[a:b], rate_hz, cutoff_hz),
-                _lowpass(knee[a:b], rate_hz, cutoff_hz),
-                rate_hz,
-                min_swing_deg,
-                rise_deg,
-                min_interval_s,
-            )
-        )
-    return _spaced(np.asarray(times, dtype=float), min_interval_s)
-
-
-def _finite_runs(finite: np.ndarray) -> list[tuple[int, int]]:
-    edges = np.diff(np.concatenate(([0], finite.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
-
-
-def _lowpass(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
-    if cutoff_hz >= 0.45 * rate_hz:
-        return x
-    sos = butter(2, cutoff_hz, btype="lowpass", fs=rate_hz, output="sos")
-    padlen = min(x.size - 1, 3 * round(rate_hz / cutoff_hz))
-    return sosfiltfilt(sos, x, padlen=padlen) if padlen > 0 else x
-
-
-def _heel_strike_samples(
-    hip: np.ndarray,
-    knee: np.ndarray,
-    rate_hz: float,
-    min_swing_deg: float,
-    rise_deg: float,
-    min_interval_s: float,
-) -> list[float]:
-    if knee.size < 3:
-        return []
-    distance = max(1, round(min_interval_s * rate_hz))
-    peaks = find_peaks(knee, distance=distance, prominence=min_swing_deg)[0]
-    hip_velocity = np.gradient(hip)
-    peaks = peaks[hip_velocity[peaks] > 0]  # swing: the hip flexes while the knee peaks
-    hip_middle = 0.5 * (np.percentile(hip, 2) + np.percentile(hip, 98))
-    found: list[float] = []
-    for k, p in enumerate(peaks):
-        stop = peaks[k + 1] if k + 1 < len(peaks) else knee.size
-        j = _terminal_minimum(knee, int(p), int(stop), rise_deg)
-        if j is None or hip[j] < hip_middle:
-            continue
-        found.append(j + _parabola_shift(knee, j))
-    return found
-
-
-def _terminal_minimum(knee: np.ndarray, start: int, stop: int, rise_deg: float) -> int | None:
-    """First sample after ``start`` whose value the knee later exceeds by ``rise_deg``, with
-    no lower value in between: the running minimum at the moment the knee rises again."""
-    lowest = start
-    for i in range(start + 1, stop):
-        if knee[i] < knee[lowest]:
-            lowest = i
-        elif knee[i] > knee[lowest] + rise_deg:
-            return lowest
-    return None
-
-
-def _parabola_shift(x: np.ndarray, j: int) -> float:
-    if j <= 0 or j >= x.size - 1:
-        return 0.0
-    left, centre, right = x[j - 1], x[j], x[j + 1]
-    curvature = left - 2 * centre + right
-    return float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5)) if curvature > 0 else 0.0
-
-
-def _spaced(times: np.ndarray, min_interval_s: float) -> np.ndarray:
-    times = np.sort(times)
-    kept: list[float] = []
-    for t in times:
-        if not kept or t - kept[-1] >= min_interval_s:
-            kept.append(float(t))
-    return np.asarray(kept, dtype=float)
-
-
-# Plausible peak of |internal ankle sagittal moment| over a walking / stair trial, per unit:
-# 0.5-4 N·m/kg; the same for 45-120 kg people in N·m; ×1000 in N·mm/kg.
-MOMENT_PEAK_RANGES: dict[str, tuple[float, float]] = {
-    "N.m/kg": (0.5, 4.0),
-    "N.m": (35.0, 400.0),
-    "N.mm/kg": (500.0, 4000.0),
-}
-
-
-def moment_units_by_magnitude(
-    ankle_moment: np.ndarray, allowed: Sequence[str] = tuple(MOMENT_PEAK_RANGES)
-) -> tuple[str | None, float]:
-    """The unit (among ``allowed``) whose plausible range holds the robust peak (99th
-    percentile of |ankle sagittal moment|), or None when none or several do; and the peak."""
-    values = np.abs(np.asarray(ankle_moment, dtype=float))
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return None, float("nan")
-    peak = float(np.percentile(values, 99))
-    fits = [u for u in allowed if MOMENT_PEAK_RANGES[u][0] <= peak <= MOMENT_PEAK_RANGES[u][1]]
-    return (fits[0] if len(fits) == 1 else None), peak
-
-
-def check_knee_flexion(kinematics: np.ndarray, url: str, where: str = "") -> None:
-    """Canonical knee angles flex positive to a swing peak of tens of degrees: otherwise the
-    source is extension-positive, in radians or not the knee (SourceError)."""
-    knee = np.asarray(kinematics, dtype=float)[..., _KNEE, _FLEX].ravel()
-    knee = knee[np.isfinite(knee)]
-    if knee.size == 0:
-        return
-    low, high = np.percentile(knee, [1, 99])
-    if high < 30.0 or high < -low:
-        raise SourceError(
-            url,
-            f"knee flexion{where} spans {low:.3g}..{high:.3g} after the catalogue's sign and "
-            "units: expected flexion positive with a swing peak of 40-110 deg (is the knee "
-            "extension-positive, or in radians? fix kinematics.sign / units)",
-        )
-
-
-def check_plantarflexor_moment(kinetics: np.ndarray, url: str, where: str = "") -> None:
-    """In stance the internal ankle moment is plantarflexor: canonical (dorsiflexion positive)
-    values go to about -1.5 N·m/kg and far less positive. An ankle moment that peaks positive
-    is an external-moment or plantarflexion-positive convention (SourceError)."""
-    ankle = np.asarray(kinetics, dtype=float)[..., _ANKLE, _FLEX].ravel()
-    ankle = ankle[np.isfinite(ankle)]
-    if ankle.size == 0:
-        return
-    low, high = np.percentile(ankle, [1, 99])
-    if not -low > high:
-        raise SourceError(
-            url,
-            f"ankle moment{where} spans {low:.3g}..{high:.3g} after the catalogue's sign: "
-            "expected the internal plantarflexor moment of stance to be negative and dominant "
-            "(external moments or plantarflexion positive? fix kinetics.sign)",
-        )
-
-
-def read_xlsx(path: str, url: str, sheet: str | None = None) -> list[list[Any]]:
-    """The cells of one worksheet of an Office Open XML workbook as rows of values (str,
-    float or None), dense from A1; the first sheet unless ``sheet`` names one.
-
-    Stdlib only (zipfile + ElementTree): shared strings, inline strings, numbers, booleans
-    and formula results (their cached values). Merged cells keep their value in the first
-    cell only, as Excel stores them.
-    """
-    ns = {
-        "m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
-        "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
-        "p": "http://schemas.openxmlformats.org/package/2006/relationships",
-    }
-    try:
-        with zipfile.ZipFile(path) as book:
-            workbook = ElementTree.fromstring(book.read("xl/workbook.xml"))
-            sheets = workbook.findall("m:sheets/m:sheet", ns)
-            chosen = next((s for s in sheets if sheet in (None, s.get("name"))), None)
-            if chosen is None:
-                names = [s.get("name") for s in sheets]
-                raise SourceError(url, f"no worksheet {sheet!r} (found {names})")
-            rel_id = chosen.get(f"{{{ns['r']}}}id")
-            rels = ElementTree.fromstring(book.read("xl/_rels/workbook.xml.rels"))
-            target = next(r.get("Target") for r in rels if r.get("Id") == rel_id)
-            target = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-            shared = []
-            if "xl/sharedStrings.xml" in book.namelist():
-                for item in ElementTree.fromstring(book.read("xl/sharedStrings.xml")):
-                    shared.append("".join(t.text or "" for t in item.iter(f"{{{ns['m']}}}t")))
-            cells = ElementTree.fromstring(book.read(target)).iter(f"{{{ns['m']}}}c")
-            grid: dict[tuple[int, int], Any] = {}
-            for cell in cells:
-                row, col = _cell_position(cell.get("r", ""))
-                grid[row, col] = _cell_value(cell, shared, ns["m"])
-    except (OSError, KeyError, StopIteration, zipfile.BadZipFile, ElementTree.ParseError) as exc:
-        raise SourceError(url, f"not a readable .xlsx workbook ({exc})") from None
-    if not grid:
-        return []
-    n_rows = 1 + max(r for r, _ in grid)
-    n_cols = 1 + max(c for _, c in grid)
-    return [[grid.get((r, c)) for c in range(n_cols)] for r in range(n_rows)]
-
-
-def _cell_position(ref: str) -> tuple[int, int]:
-    match = re.fullmatch(r"([A-Z]+)(\d+)", ref)
-    if not match:
-        raise KeyError(f"cell reference {ref!r}")
-    col = 0
-    for char in match.group(1):
-        col = col * 26 + ord(char) - ord("A") + 1
-    return int(match.group(2)) - 1, col - 1
-
-
-def _cell_value(cell: ElementTree.Element, shared: list[str], m: str) -> Any:
-    kind = cell.get("t", "n")
-    if kind == "inlineStr":
-        return "".join(t.text or "" for t in cell.iter(f"{{{m}}}t"))
-    value = cell.find(f"{{{m}}}v")
-    if value is None or value.text is None:
-        return None
-    if kind == "s":
-        return shared[int(value.text)]
-    if kind in ("str", "e"):
-        return value.text
-    if kind == "b":
-        return value.text.strip() == "1"
-    return float(value.text)
-
-
-# =============================================================================================
-# The adapter
-# =============================================================================================
 
 
 class MoghadamLayout(AdapterOptions):
@@ -376,6 +107,9 @@ class MoghadamOptions(DatasetOptions):
 _TIME_COLUMNS = ("time", "Time", "TIME")
 # A uniformly sampled time column deviates from its median step by less than this fraction.
 _TIME_JITTER = 0.02
+# [C] the EMG is a pre-processed envelope: non-negative, a little filter undershoot allowed
+# (bipolar raw EMG would be about half negative).
+_ENVELOPE_NEGATIVE = 0.05
 
 
 @register_adapter
@@ -388,7 +122,8 @@ class MoghadamAdapter(SourceAdapter):
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "catalogue entry needs emg and kinematics maps")
         notes: list[str] = []
-        emg_table, emg_time = _read_emg_csv(files.local_path(spec.url), spec.url)
+        emg_table = read_table(files, spec.url, sep=None, engine="python")
+        emg_time = _time_axis(emg_table, spec.url)
         kin_url, mom_url = _sibling_urls(spec, options)
         kinematics = read_storage(files.local_path(kin_url), kin_url)
         kin_time = _time_axis(kinematics.table, kin_url)
@@ -405,7 +140,14 @@ class MoghadamAdapter(SourceAdapter):
         if emg_note:
             notes.append(emg_note)
         emg_values = {name: emg_table[col].to_numpy(float) for name, col in columns.items()}
-        _check_envelopes(emg_values, emg_url)
+        for name, values in emg_values.items():
+            check_envelope_share(
+                values,
+                emg_url,
+                assumption=f"EMG channel {name} is not the documented 100 Hz envelope (raw EMG? "
+                "then emg_kind must be raw)",
+                max_negative_share=_ENVELOPE_NEGATIVE,
+            )
 
         kin_rate = _rate(kin_time, kin_url)
         angle_unit = options.kinematics.units or "deg"
@@ -418,7 +160,11 @@ class MoghadamAdapter(SourceAdapter):
             for side in options.sides
         }
         for side, values in angles.items():
-            check_knee_flexion(values, kin_url, f" ({side})")
+            check_knee_flexion_percentiles(
+                values,
+                kin_url,
+                assumption=f"[I] OpenSim knee flexion positive, in degrees ({side})",
+            )
 
         heel_strikes = {
             side: kinematic_heel_strikes(
@@ -472,7 +218,7 @@ def _sibling_urls(spec: TrialSpec, options: MoghadamOptions) -> tuple[str, str |
     trial = posixpath.splitext(posixpath.basename(fsspec.core.split_protocol(spec.url)[1]))[0]
     found: dict[str, str] = {}
     for pattern in options.layout.siblings:
-        url = _relative(spec.url, pattern.format(trial=trial))
+        url = sibling_url(spec.url, pattern.format(trial=trial))
         if url.endswith(".mot"):
             found.setdefault("kinematics", url)
         elif url.endswith(".sto"):
@@ -484,21 +230,6 @@ def _sibling_urls(spec: TrialSpec, options: MoghadamOptions) -> tuple[str, str |
         if not fs.exists(path):
             raise SourceError(spec.url, f"the trial's {kind} file {url} does not exist")
     return found["kinematics"], found.get("kinetics")
-
-
-def _relative(url: str, relative: str) -> str:
-    protocol, path = fsspec.core.split_protocol(url)
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), relative))
-    return joined if protocol in (None, "file") else f"{protocol}://{joined}"
-
-
-def _read_emg_csv(path: str, url: str) -> tuple[pd.DataFrame, np.ndarray]:
-    try:
-        table = pd.read_csv(path, sep=None, engine="python")
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise SourceError(url, f"not a readable CSV file ({exc})") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    return table, _time_axis(table, url)
 
 
 def _time_axis(table: pd.DataFrame, url: str) -> np.ndarray:
@@ -559,19 +290,6 @@ def _emg_columns(
     )
 
 
-def _check_envelopes(values: dict[str, np.ndarray], url: str) -> None:
-    """[C] the EMG is a pre-processed envelope: non-negative (a little filter undershoot
-    allowed). Bipolar raw EMG would be about half negative."""
-    for name, x in values.items():
-        finite = x[np.isfinite(x)]
-        if finite.size and np.mean(finite < 0) > 0.05:
-            raise SourceError(
-                url,
-                f"EMG channel {name} is {100 * np.mean(finite < 0):.0f}% negative: not the "
-                "documented 100 Hz envelope (raw EMG? then emg_kind must be raw)",
-            )
-
-
 def _joints(
     table: pd.DataFrame, joint_map: JointMap, side: Side, url: str, factor: float
 ) -> np.ndarray:
@@ -599,7 +317,8 @@ def _moment_factor(
     ankle moment ``raw`` (stance of the loaded strides only)."""
     ankle = np.concatenate([v.ravel() for v in raw.values()])
     unit = joint_map.units
-    inferred, peak = moment_units_by_magnitude(ankle, allowed=("N.m/kg", "N.m"))
+    peak = robust_peak(ankle)
+    inferred = moment_units_by_magnitude(peak, {u: ANKLE_PEAK_BANDS[u] for u in ("N.m/kg", "N.m")})
     if unit is None:
         if inferred is None:
             raise SourceError(
@@ -638,14 +357,12 @@ def _body_mass(
     if joint_map.body_mass and subject in joint_map.body_mass:
         mass = float(joint_map.body_mass[subject])
     elif options.layout.subject_info:
-        info_url = _relative(spec.url, options.layout.subject_info)
+        info_url = sibling_url(spec.url, options.layout.subject_info)
         rows = read_xlsx(files.local_path(info_url), info_url, options.layout.subject_info_sheet)
         mass = _mass_from_summary(rows, subject, info_url)
     else:
         raise SourceError(url, f"moments in N.m need the body mass of {subject}: none given")
-    if not 25.0 <= mass <= 250.0:
-        raise SourceError(url, f"body mass of {subject} is {mass:g} kg: not a plausible mass")
-    return mass
+    return check_body_mass(mass, url, assumption=f"body mass of {subject}: not a plausible mass")
 
 
 def _mass_from_summary(rows: list[list[Any]], subject: str, url: str) -> float:

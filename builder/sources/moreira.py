@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,21 +47,20 @@ from builder.errors import SourceError
 from builder.records import SideRecording, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import (
+    ankle_moment_peak,
+    check_envelope_share,
+    check_internal_moments,
+    check_mean_stride_angles,
+    kinetic_factor,
+    mean_normalised_stride,
+    moment_scale,
+)
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import field, load_mat
 from builder.sources.options import DatasetOptions, EmgMap, JointMap
 from builder.sources.segments import cycle_sides
-from builder.sources.siat_llmd import (
-    ankle_moment_peak,
-    check_angles,
-    check_internal_moments,
-    kinetic_factor,
-    moment_scale,
-    numeric,
-    read_table,
-    sibling_url,
-    url_exists,
-)
+from builder.sources.tables import numeric, read_table, sibling_url, url_exists
 
 # Largest share of negative samples an envelope may show (interpolation undershoot).
 _ENVELOPE_NEGATIVE = 0.005
@@ -298,15 +296,15 @@ def _check(
 ) -> float:
     """Sign and unit checks on one leg's mean stride; the factor to N·m/kg."""
     url, side = spec.url, legs[0].side
-    check_angles(
-        _percent(np.concatenate([leg.kinematics for leg in legs])),
+    check_mean_stride_angles(
+        mean_normalised_stride(np.concatenate([leg.kinematics for leg in legs])),
         url,
         assumption=f"[C] X sagittal, flexion/dorsiflexion positive ({side} leg)",
         level_walking=True,
     )
     if options.kinetics is None or legs[0].kinetics is None:
         return 1.0
-    kinetics = _percent(np.concatenate([leg.kinetics for leg in legs]))
+    kinetics = mean_normalised_stride(np.concatenate([leg.kinetics for leg in legs]))
     check_internal_moments(
         kinetics, url, assumption=f"[C] internal torques, X flexion positive ({side} leg)"
     )
@@ -439,32 +437,14 @@ def _envelope(
         }
         out.append(muscle_matrix(columns, (len(table),)))
     values = np.stack(out)
-    finite = values[np.isfinite(values)]
-    negative = float(np.mean(finite < 0)) if finite.size else 0.0
-    if negative > _ENVELOPE_NEGATIVE:
-        raise SourceError(
-            url,
-            f"[F] the EMG read from {emg.container!r} should be the envelope, but "
-            f"{100 * negative:.0f} % of its samples are negative: it is the filtered EMG (aliased "
-            "at 1001 points per stride); point emg.container at the envelope",
-        )
+    check_envelope_share(
+        values,
+        url,
+        assumption=f"[F] the EMG read from {emg.container!r} should be the envelope, not the "
+        "filtered EMG (aliased at 1001 points per stride): point emg.container at the envelope",
+        max_negative_share=_ENVELOPE_NEGATIVE,
+    )
     return values
-
-
-def _percent(strides: np.ndarray) -> np.ndarray | None:
-    """Mean stride at 101 points (percent of the cycle) from (N, P, 3, 3) normalised strides."""
-    if strides.size == 0:
-        return None
-    points = strides.shape[1]
-    grid = np.linspace(0, points - 1, 101)
-    if not np.isfinite(strides).any():
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # components absent in every stride
-        mean = np.nanmean(strides, axis=0)
-    flat = mean.reshape(points, -1)
-    out = np.stack([np.interp(grid, np.arange(points), col) for col in flat.T], axis=1)
-    return out.reshape((101, *mean.shape[1:]))
 
 
 def _body_mass(files: FileAccess, info_url: str, url: str) -> float:

@@ -4,13 +4,23 @@ a subclass) and reads what it needs; unknown keys are errors that name the key."
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, Side
+from builder.errors import SourceError
+from builder.records import TrialSpec
 from builder.sources.base import AdapterOptions
 from builder.sources.mapping import sign_for
+
+
+def known_muscles(channels: dict) -> dict:
+    """Pydantic validator: every key of a channel map is a canonical muscle."""
+    unknown = sorted(set(channels) - set(MUSCLES))
+    if unknown:
+        raise ValueError(f"unknown muscle(s) {unknown}; canonical muscles are {list(MUSCLES)}")
+    return channels
 
 
 class Rates(AdapterOptions):
@@ -37,13 +47,7 @@ class EmgMap(AdapterOptions):
     units: str | None = None
     source_processing: str | None = None  # what the source already did; None = raw
 
-    @field_validator("channels")
-    @classmethod
-    def _known_muscles(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(MUSCLES))
-        if unknown:
-            raise ValueError(f"unknown muscle(s) {unknown}; canonical muscles are {list(MUSCLES)}")
-        return value
+    _known_muscles = field_validator("channels")(known_muscles)
 
     def names(self, side: Side) -> dict[str, list[str]]:
         """Canonical muscle -> source names of ``side`` (several = averaged)."""
@@ -104,3 +108,19 @@ class DatasetOptions(AdapterOptions):
     kinetics: JointMap | None = None
     events: dict[str, Any] = Field(default_factory=dict)
     assumptions: list[str] = Field(default_factory=list)
+
+
+Options = TypeVar("Options", bound=AdapterOptions)
+
+
+def validate_options(model: type[Options], spec: TrialSpec) -> Options:
+    """The spec's options as ``model``; invalid ones are a SourceError naming the first bad
+    key (``invalid <adapter> options: <key>: <problem>``)."""
+    try:
+        return model.model_validate(spec.options)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SourceError(
+            spec.url, f"invalid {spec.adapter} options: {where}: {first['msg']}"
+        ) from None

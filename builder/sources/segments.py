@@ -1,4 +1,5 @@
-"""Sources that ship strides already cut: one :class:`SideRecording` per stride.
+"""Cutting recordings: :func:`cycle_sides` for sources that ship strides already cut (one
+:class:`SideRecording` per stride), :func:`crop` for a stretch of a continuous recording.
 
 Each stride becomes a tiny recording that spans exactly its two heel strikes, so the ordinary
 pipeline (EMG chain, time normalisation, masks) handles it with no special case:
@@ -9,6 +10,9 @@ pipeline (EMG chain, time normalisation, masks) handles it with no special case:
 
 When the source gives durations but no times, strides are laid end to end from t = 0 and
 the recording says ``times_absolute=False`` (they then carry no ``source_start_s``).
+
+Continuous sources that make one recording per run of strides crop each stream to the run
+plus a margin (:data:`CROP_MARGIN_S`), so that the EMG filters' edge effects stay outside it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,20 @@ import numpy as np
 
 from builder.conventions import ANGLE_UNITS, MOMENT_UNITS, Side
 from builder.records import SideRecording, TimeSeries
+
+# Margin kept around the strides when a recording is cropped (filter edge effects stay out).
+CROP_MARGIN_S = 1.0
+
+
+def crop(series: TimeSeries | None, start_s: float, end_s: float) -> TimeSeries | None:
+    """The samples of ``series`` from the last one at or before ``start_s`` to the first one
+    at or after ``end_s`` (clipped to the recording), with their start time; None stays None."""
+    if series is None:
+        return None
+    first = max(0, int(np.floor((start_s - series.start_s) * series.rate_hz)))
+    stop = min(series.n_samples, int(np.ceil((end_s - series.start_s) * series.rate_hz)) + 1)
+    start = series.start_s + first / series.rate_hz
+    return TimeSeries(series.data[first:stop], series.rate_hz, start, series.units)
 
 
 def cycle_sides(

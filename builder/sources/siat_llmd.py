@@ -30,281 +30,47 @@ What the adapter does, and what it checks on the data (the [F/C]/[I] facts of DA
   upper and lower tibialis anterior are averaged (explicit merge); the semimembranosus feeds the
   semitendinosus/semimembranosus slot; the tensor fascia lata has no slot.
 
-Helpers shared with the other CSV-style adapters (:mod:`builder.sources.hu_enabl3s`,
-:mod:`builder.sources.moreira`) live here too: table reading, rate derivation, cropping and the
-gait-pattern checks on mean strides.
+Table reading and rate derivation are :mod:`builder.sources.tables`'s, cropping
+:mod:`builder.sources.segments`'s and the gait-pattern checks on mean strides
+:mod:`builder.sources.checks`'s (shared with the Hu/ENABL3S and Moreira adapters).
 """
 
 from __future__ import annotations
 
-import io
 import posixpath
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
-import fsspec
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from builder.conventions import (
-    ANGLE_UNITS,
-    JOINTS,
-    MOMENT_UNITS,
-    PLANES,
-    Side,
-    angle_factor,
-    moment_factor,
-)
+from builder.conventions import ANGLE_UNITS, JOINTS, MOMENT_UNITS, PLANES, Side, angle_factor
 from builder.errors import SourceError
-from builder.processing.strides import time_normalise
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
-from builder.sources.mapping import joint_array, muscle_matrix
+from builder.sources.checks import (
+    ankle_moment_peak,
+    check_internal_moments,
+    check_mean_stride_angles,
+    kinetic_factor,
+    mean_stride,
+    moment_scale,
+)
 from builder.sources.options import DatasetOptions, JointMap
+from builder.sources.segments import CROP_MARGIN_S, crop
+from builder.sources.tables import (
+    emg_matrix,
+    joint_matrix,
+    numeric,
+    rate_from_times,
+    read_table,
+    require_columns,
+    sibling_url,
+)
 
-_HIP, _KNEE, _ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
+_KNEE = JOINTS.index("knee")
 _FLEX = PLANES.index("flexion")
-
-# --------------------------------------------------------------------------------------------
-# Helpers shared by the SIAT-LLMD, Hu/ENABL3S and Moreira adapters
-# --------------------------------------------------------------------------------------------
-
-# Relative spread of the sample interval a "uniform" time column may show (rounding of the
-# printed times); a dropped or duplicated sample is a 100 % jump.
-_TIME_JITTER = 0.05
-# Plausible peak |internal ankle moment| of a mean stride: per kg (walking ≈1.5, very slow
-# walking ≈0.8) and absolute (30–120 kg people).
-_PER_KG = (0.3, 5.0)
-_ABSOLUTE_NM = (15.0, 500.0)
-# Stride time-normalisation used by the checks (percent of the gait cycle).
-_CHECK_POINTS = 101
-# Margin kept around the strides when a recording is cropped (filter edge effects stay out).
-CROP_MARGIN_S = 1.0
-
-
-def sibling_url(url: str, relative: str) -> str:
-    """The URL of ``relative`` (``../x/y``) next to ``url``, for local paths and fsspec URLs."""
-    protocol, path = fsspec.core.split_protocol(url)
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), relative))
-    return joined if protocol in (None, "file", "local") else f"{protocol}://{joined}"
-
-
-def url_exists(files: FileAccess, url: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(url, **files.storage_options)
-    return bool(fs.exists(path))
-
-
-def read_table(
-    files: FileAccess, url: str, *, sep: str = ",", what: str = "CSV file", **kwargs: Any
-) -> pd.DataFrame:
-    """A delimited text table with a header row; a SourceError names the file when it cannot
-    be read."""
-    try:
-        with files.open(url, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise SourceError(url, f"{what} not found") from None
-    try:
-        table = pd.read_csv(io.BytesIO(raw), sep=sep, **kwargs)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SourceError(url, f"not a readable {what} ({reason})") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    return table
-
-
-def require_columns(table: pd.DataFrame, names: Iterable[str], url: str, why: str) -> None:
-    missing = [n for n in dict.fromkeys(names) if n not in table.columns]
-    if missing:
-        have = ", ".join(list(table.columns)[:8])
-        raise SourceError(url, f"missing column(s) {missing} ({why}); found {have}, …")
-
-
-def numeric(table: pd.DataFrame, column: str, url: str) -> np.ndarray:
-    """A column as float64; text that is not a number is an error naming the column."""
-    values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
-    bad = np.isnan(values) & table[column].notna().to_numpy()
-    if bad.any():
-        example = table[column][bad].iloc[0]
-        raise SourceError(url, f"column {column!r} holds non-numeric values such as {example!r}")
-    return values
-
-
-def emg_matrix(
-    table: pd.DataFrame, names: Mapping[str, list[str]], url: str, why: str
-) -> np.ndarray:
-    """(T, 13) EMG from named columns (``EmgMap.names(side)``); several names are averaged."""
-    require_columns(table, [n for ns in names.values() for n in ns], url, why)
-    columns = {
-        muscle: numeric(table, ns[0], url) if len(ns) == 1 else [numeric(table, n, url) for n in ns]
-        for muscle, ns in names.items()
-    }
-    return muscle_matrix(columns, (len(table),))
-
-
-def joint_matrix(
-    table: pd.DataFrame, joints: JointMap, side: Side, url: str, why: str, factor: float = 1.0
-) -> np.ndarray | None:
-    """(T, 3, 3) from the named columns of ``side`` (``JointMap.columns``), canonical signs,
-    times ``factor``; None when the side has no column."""
-    columns = joints.component_columns(side)
-    if not columns:
-        return None
-    require_columns(table, [str(c) for c in columns.values()], url, why)
-    values = {key: numeric(table, str(col), url) for key, col in columns.items()}
-    return joint_array(values, (len(table),), signs=joints.sign, factor=factor)
-
-
-def rate_from_times(times: np.ndarray, url: str, column: str) -> tuple[float, float]:
-    """(rate Hz, first time s) of a time column that must be finite, increasing and uniform."""
-    t = np.asarray(times, dtype=np.float64)
-    if t.size < 3 or not np.isfinite(t).all():
-        raise SourceError(url, f"time column {column!r} is too short or has gaps")
-    steps = np.diff(t)
-    dt = float(np.median(steps))
-    if not dt > 0:
-        raise SourceError(url, f"time column {column!r} does not increase")
-    worst = float(np.max(np.abs(steps - dt)) / dt)
-    if worst > _TIME_JITTER:
-        where = int(np.argmax(np.abs(steps - dt)))
-        raise SourceError(
-            url,
-            f"time column {column!r} is not uniformly sampled: step {steps[where]:.6g} s at "
-            f"row {where + 1} vs median {dt:.6g} s (dropped or repeated samples?)",
-        )
-    # The printed times are rounded: a least-squares line gives the rate to ~1e-6.
-    slope = float(np.polyfit(np.arange(t.size, dtype=np.float64), t - t[0], 1)[0])
-    return 1.0 / slope, float(t[0])
-
-
-def crop(series: TimeSeries | None, start_s: float, end_s: float) -> TimeSeries | None:
-    """The samples of ``series`` between two times (clipped to the recording)."""
-    if series is None:
-        return None
-    first = max(0, int(np.floor((start_s - series.start_s) * series.rate_hz)))
-    stop = min(series.n_samples, int(np.ceil((end_s - series.start_s) * series.rate_hz)) + 1)
-    start = series.start_s + first / series.rate_hz
-    return TimeSeries(series.data[first:stop], series.rate_hz, start, series.units)
-
-
-def mean_stride(
-    series: TimeSeries | None, starts: np.ndarray, ends: np.ndarray
-) -> np.ndarray | None:
-    """(101, 3, 3) mean of the strides (percent of the cycle), or None without strides."""
-    if series is None or len(starts) == 0:
-        return None
-    curves = time_normalise(series, np.asarray(starts), np.asarray(ends), _CHECK_POINTS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # components absent in every stride
-        return np.nanmean(curves, axis=0) if np.isfinite(curves).any() else None
-
-
-def _window(curve: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    return curve[lo : hi + 1]
-
-
-def check_angles(
-    mean: np.ndarray | None,
-    url: str,
-    *,
-    assumption: str,
-    level_walking: bool,
-    joints: Sequence[str] = ("hip", "knee", "ankle"),
-) -> None:
-    """The mean stride's sagittal angles must look like degrees with canonical signs.
-
-    Every gait: the knee's largest excursion is flexion (positive), 25–160° of range. Level
-    walking also: the knee peaks in swing (55–90 %); the ankle plantarflexes after toe off
-    (minimum at 55–75 % below the late-stance dorsiflexion peak at 35–55 %); the hip is flexed
-    at heel strike and extended at 45–55 %. Differences, not levels, so that goniometer or
-    model offsets do not matter.
-    """
-    if mean is None:
-        return
-    knee, ankle, hip = mean[:, _KNEE, _FLEX], mean[:, _ANKLE, _FLEX], mean[:, _HIP, _FLEX]
-    if "knee" in joints and np.isfinite(knee).all():
-        span = float(knee.max() - knee.min())
-        if not 25.0 <= span <= 160.0:
-            raise SourceError(
-                url,
-                f"{assumption}: the mean stride's knee flexion spans {span:.3g} (expected "
-                "25-160 deg of a knee in degrees)",
-            )
-        middle = float(np.median(knee))
-        if middle - knee.min() > knee.max() - middle:
-            raise SourceError(
-                url,
-                f"{assumption}: the knee's largest excursion is negative ({knee.min():.0f} vs "
-                f"+{knee.max():.0f} deg): flexion is not positive",
-            )
-        peak = int(np.argmax(knee))
-        if level_walking and not 55 <= peak <= 90:
-            raise SourceError(
-                url,
-                f"{assumption}: the knee flexion peak is at {peak} % of the stride, not in swing "
-                "(55-90 %): flexion is not positive or the strides are not heel strike to heel "
-                "strike of this leg",
-            )
-    if not level_walking:
-        return
-    if "ankle" in joints and np.isfinite(ankle).all():
-        push_off = float(_window(ankle, 55, 75).min())
-        stance = float(_window(ankle, 35, 55).max())
-        if not push_off < stance - 3.0:
-            raise SourceError(
-                url,
-                f"{assumption}: the ankle is not plantarflexed after toe off (min {push_off:.1f} "
-                f"deg at 55-75 % vs {stance:.1f} deg at 35-55 %): dorsiflexion is not positive",
-            )
-    if "hip" in joints and np.isfinite(hip).all():
-        strike, extended = float(_window(hip, 0, 5).mean()), float(_window(hip, 45, 55).mean())
-        if not strike > extended + 10.0:
-            raise SourceError(
-                url,
-                f"{assumption}: the hip is not flexed at heel strike ({strike:.1f} deg) relative "
-                f"to terminal stance ({extended:.1f} deg): flexion is not positive",
-            )
-
-
-def ankle_moment_peak(mean: np.ndarray | None) -> float | None:
-    """Peak |sagittal ankle moment| of a mean stride (the largest joint moment in gait)."""
-    if mean is None or not np.isfinite(mean[:, _ANKLE, _FLEX]).all():
-        return None
-    return float(np.max(np.abs(mean[:, _ANKLE, _FLEX])))
-
-
-def moment_scale(peak: float | None, url: str, *, assumption: str) -> str:
-    """ "per_kg" or "absolute" from the mean stride's peak ankle moment; anything else is an
-    error that names the assumption."""
-    if peak is None:
-        return "per_kg"
-    if _PER_KG[0] <= peak <= _PER_KG[1]:
-        return "per_kg"
-    if _ABSOLUTE_NM[0] <= peak <= _ABSOLUTE_NM[1]:
-        return "absolute"
-    raise SourceError(
-        url,
-        f"{assumption}: peak ankle moment {peak:.4g} fits neither N.m/kg "
-        f"({_PER_KG[0]}-{_PER_KG[1]}) nor N.m ({_ABSOLUTE_NM[0]:g}-{_ABSOLUTE_NM[1]:g})",
-    )
-
-
-def check_internal_moments(mean: np.ndarray | None, url: str, *, assumption: str) -> None:
-    """Internal moments with dorsiflexion positive: the ankle moment is plantarflexor
-    (negative) through mid and late stance (20–50 % of the stride) in every gait."""
-    if mean is None or not np.isfinite(mean[:, _ANKLE, _FLEX]).all():
-        return
-    ankle = mean[:, _ANKLE, _FLEX]
-    stance = float(_window(ankle, 20, 50).mean())
-    if not stance < -0.2 * float(np.max(np.abs(ankle))):
-        raise SourceError(
-            url,
-            f"{assumption}: the ankle moment in stance is {stance:+.3g} (mean at 20-50 %), not "
-            "plantarflexor-negative: the moments are external or of the opposite sign",
-        )
 
 
 def _scaled(series: TimeSeries | None, factor: float) -> TimeSeries | None:
@@ -484,7 +250,7 @@ def _check_conventions(
                 mean_stride(kinetics[side], starts, ends),
             )
     for side, (angles, _) in means.items():
-        check_angles(
+        check_mean_stride_angles(
             angles,
             url,
             assumption=f"[I] OpenSim angle signs ({side} leg)",
@@ -494,7 +260,7 @@ def _check_conventions(
     _check_group_sides(kinematics, strides, url, level)
     scales = set()
     for side, (angles, moments) in means.items():
-        check_angles(
+        check_mean_stride_angles(
             angles, url, assumption=f"[I] OpenSim angle signs ({side} leg)", level_walking=level
         )
         check_internal_moments(
@@ -505,37 +271,6 @@ def _check_conventions(
     joints = options.kinetics
     masses = (joints.body_mass or {}) if joints else {}
     return kinetic_factor(scales, joints.units if joints else None, masses.get(subject), url)
-
-
-def kinetic_factor(
-    scales: set[str], units: str | None, body_mass_kg: float | None, url: str
-) -> float:
-    """The factor to N·m/kg for moments whose mean strides looked ``scales`` ("per_kg" /
-    "absolute"): the catalogue's ``units`` must agree with the magnitude; without units the
-    magnitude decides, and N·m needs ``body_mass_kg``."""
-    if len(scales) > 1:
-        raise SourceError(
-            url, "moment magnitudes differ between legs (per kg on one, N.m on the other)"
-        )
-    scale = next(iter(scales), "per_kg")
-    if units is not None:
-        declared = "per_kg" if "/kg" in units.replace(" ", "").lower() else "absolute"
-        if declared != scale:
-            raise SourceError(
-                url,
-                f"moments declared {units} but their magnitude is that of "
-                f"{'N.m/kg' if scale == 'per_kg' else 'N.m'} (peak ankle moment check)",
-            )
-    if scale == "per_kg":
-        return moment_factor(units or "N.m/kg")
-    if body_mass_kg is None:
-        raise SourceError(
-            url,
-            "[I] torque units not documented: the moments are N.m (peak ankle moment of tens "
-            "of N.m), which needs the subject's body mass (SubjectInformation.xlsx is not read; "
-            "give kinetics.body_mass {subject: kg} in the catalogue)",
-        )
-    return moment_factor(units or "N.m", body_mass_kg)
 
 
 def _labelled_cycles(

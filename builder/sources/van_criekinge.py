@@ -53,13 +53,9 @@ from builder.errors import SourceError
 from builder.records import TrialRecording, TrialSpec
 from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.sources.checks import check_emg_kind, check_walking_moments
 from builder.sources.matlab import field, load_mat
-from builder.sources.matlab_struct import (
-    check_emg_kind,
-    check_walking_moments,
-    validate_options,
-)
-from builder.sources.options import DatasetOptions, JointMap
+from builder.sources.options import DatasetOptions, JointMap, validate_options
 from builder.sources.segments import cycle_sides
 
 _HIP, _ANKLE = JOINTS.index("hip"), JOINTS.index("ankle")

@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from builder.demo.datasets import miniature
-from builder.demo.datasets.grimmer import write_mat
+from builder.demo.datasets._files import cell, matlab_header, write_mat
 from builder.demo.gait_model import DEMO_MUSCLES, SubjectParams, simulate_trial
 
 SOURCE = "angelidou"
 EMG_HZ = 2000.0
 KIN_HZ = 100.0
+HEADER = matlab_header("Mon Jan 15 10:00:00 2018")
 SPEEDS = {"v0p8": 0.8, "v1p0": 1.0, "v1p2": 1.2}
 MUSCLES = {"TA": "tibialis_anterior", "GA": "gastrocnemius_medialis", "VL": "vastus_lateralis"}
 MUSCLES |= {"RF": "rectus_femoris", "BF": "biceps_femoris"}
@@ -95,7 +96,12 @@ def write(folder: Path) -> dict[str, Any]:
         struct["participantInfo"] = {"Bodymass": mass, "Height": round(height * 1000), "Age": 25.0}
         struct["gaitEvents"] = events
         struct["unit"] = {"EMG": "mV", "jointAngles": "deg", "jointMoments": "Nmm/kg"}
-        write_mat(folder / f"{participant}.mat", {"data": {participant: struct}})
+        write_mat(
+            folder / f"{participant}.mat",
+            {"data": {participant: struct}},
+            header=HEADER,
+            compress=False,
+        )
     return {
         "cycles": cycles,
         "body_mass_kg": masses,
@@ -136,7 +142,4 @@ def _store(condition: dict[str, Any], side: str, cut: dict[str, Any]) -> None:
 
 
 def _cell(items: list[np.ndarray]) -> np.ndarray:
-    cell = np.empty((len(items), 1), dtype=object)
-    for i, item in enumerate(items):
-        cell[i, 0] = item
-    return cell
+    return cell(items, (len(items), 1))  # one cycle per row

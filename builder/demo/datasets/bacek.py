@@ -32,15 +32,15 @@ Trials are 5 minutes in reality (~250 cycles); here 4-5 cycles.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
-import matio
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from builder.demo.datasets import miniature
+from builder.demo.datasets._files import MATIO_HEADER, write_mat
+from builder.demo.datasets._simulation import analog_times
 from builder.demo.gait_model import SubjectParams, simulate_trial, stance_fraction, stride_time_s
 
 SIDES = {"L": "Left", "R": "Right"}
@@ -98,18 +98,8 @@ SUBJECTS: dict[
 N_STRIDES = 5
 
 
-def _fixed_header(path: Path) -> None:
-    """mat-io writes the creation time into the 116-byte header text: make it constant."""
-    with open(path, "r+b") as f:
-        head = f.read(116)
-        fixed = re.sub(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", b"2024-01-01 00:00:00", head)
-        f.seek(0)
-        f.write(fixed)
-
-
-def _save(path: Path, variables: dict[str, Any], version: str) -> None:
-    matio.save_to_mat(str(path), variables, version=version)
-    _fixed_header(path)
+def _save(path: Path, variables: dict[str, Any], version: Literal["5", "7.3"]) -> None:
+    write_mat(path, variables, header=MATIO_HEADER[version], version=version, writer="mat-io")
 
 
 def _subject_info(rng: np.random.Generator) -> dict[str, dict[str, Any]]:
@@ -208,7 +198,7 @@ def _test_arrays(
             3.0 + 0.5 * locked.standard_normal() + 0.3 * np.sin(2 * np.pi * trial.phase["L"])
         )
     # EMG: 100 ms moving RMS of the 2 kHz EMG, divided by the session's baseline factor.
-    emg_t = np.arange(trial.n_analog) / trial.analog_rate_hz + trial.start_s
+    emg_t = analog_times(trial)
     model = {name: i for i, name in enumerate(trial.muscles)}
     rms = {}
     for side in SIDES:
@@ -303,7 +293,7 @@ def _write(
 ) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     info = _subject_info(np.random.default_rng(2024))
-    _save(folder / "Subjects_Info.mat", {"SubjectInfo": info}, "v7")
+    _save(folder / "Subjects_Info.mat", {"SubjectInfo": info}, "5")
     table = test_table()
     facts: dict[str, Any] = {"tests": {}, "strides": {"L": 0, "R": 0}}
     for subject, (_, _, _, _, tests) in SUBJECTS.items():
@@ -330,8 +320,8 @@ def _write(
             energetics[name] = {
                 s: {"Metabolic": {"MetCost": np.full((10, 1), 2.9)}} for s in SESSIONS
             }
-        _save(folder / f"{subject}_segMechanics.mat", {"segMechanics": mechanics}, "v7")
-        _save(folder / f"{subject}_segEnergetics.mat", {"segEnergetics": energetics}, "v7.3")
+        _save(folder / f"{subject}_segMechanics.mat", {"segMechanics": mechanics}, "5")
+        _save(folder / f"{subject}_segEnergetics.mat", {"segEnergetics": energetics}, "7.3")
     facts["subjects"] = sorted(SUBJECTS)
     return facts
 

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import matio
 import numpy as np
 import pandas as pd
 
 from builder.conventions import JOINTS, PLANES
 from builder.demo.datasets import miniature
-from builder.demo.emg_model import add_mains_hum, add_sensor_noise, synthesize_emg
+from builder.demo.datasets._files import matlab_header, quantise, write_mat
+from builder.demo.datasets._simulation import activity_of, record_emg
 from builder.demo.gait_model import (
     DEMO_MUSCLES,
     SimulatedTrial,
@@ -51,8 +51,7 @@ from builder.demo.gait_model import (
 KIN_RATE_HZ: Final = 200.0
 EMG_RATE_HZ: Final = 1000.0
 MAINS_HZ: Final = 60.0
-# A fixed MAT-file header text: mat-io writes the current time, which would change the bytes.
-_MAT_HEADER: Final = b"MATLAB 5.0 MAT-file, Platform: PCWIN64, Created on: Tue Oct  9 12:00:00 2018"
+HEADER: Final = matlab_header("Tue Oct  9 12:00:00 2018")
 
 EMG_COLUMNS: Final = (
     "gastrocmed",
@@ -95,15 +94,6 @@ _CANONICAL: Final = {
     "knee_angle": ("knee", "flexion"),
     "ankle_angle": ("ankle", "flexion"),
 }
-# Recorded values are quantised (an ADC's or a storage format's resolution): steps that are
-# powers of two keep the doubles exact and let the files compress.
-_LSB: Final = {"emg": 2.0**-23, "deg": 2.0**-16, "N.m": 2.0**-12, "m": 2.0**-20, "pct": 2.0**-12}
-
-
-def _quantise(values: np.ndarray, kind: str) -> np.ndarray:
-    return np.round(np.asarray(values, dtype=np.float64) / _LSB[kind]) * _LSB[kind]
-
-
 _TRANSLATIONS: Final = ("pelvis_tx", "pelvis_ty", "pelvis_tz")  # metres; the rest degrees
 # Labels of the conditions files and the activity the catalogue maps them to.
 LABEL_ACTIVITY: Final = {
@@ -201,11 +191,8 @@ TRIALS: Final = (
 
 
 def save_mat(path: Path, variables: dict[str, Any]) -> None:
-    """Write a MAT v5 file (tables as MCOS objects) with a fixed header, byte-reproducibly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    matio.save_to_mat(str(path), variables, version="v7")
-    with open(path, "r+b") as f:
-        f.write(_MAT_HEADER.ljust(116, b" "))
+    """MAT v5 with the tables as MCOS objects (mat-io), as the release's files hold them."""
+    write_mat(path, variables, header=HEADER, writer="mat-io")
 
 
 # --- simulation -------------------------------------------------------------------------
@@ -256,11 +243,10 @@ def _simulate(trial: Trial, subject: Subject) -> tuple[SimulatedTrial, dict[str,
     sims = []
     for incline in layers:
         speed = trial.speed_mps if incline else _level_speed(trial.speed_mps, slope)
-        activity = "walk" if incline == 0 else "ramp_ascent" if incline > 0 else "ramp_descent"
         sims.append(
             simulate_trial(
                 subject=params,
-                activity=activity,
+                activity=activity_of(incline),
                 speed_mps=speed,
                 incline_deg=incline,
                 n_strides=trial.n_strides,
@@ -299,11 +285,8 @@ def _emg(activation: np.ndarray, params: SubjectParams, subject: Subject, seed: 
         else:  # external oblique: tonic trunk activity with bursts at the hip's loading
             columns.append(0.05 + 0.2 * activation[:, index["gluteus_medius"]])
     rng = np.random.default_rng(seed + 1000)
-    emg = synthesize_emg(np.stack(columns, axis=1), EMG_RATE_HZ, rng)
-    emg = add_sensor_noise(emg, EMG_RATE_HZ, 4e-6, rng)
-    if subject.mains_hum:
-        emg = add_mains_hum(emg, EMG_RATE_HZ, MAINS_HZ, 1.5e-4, rng)
-    return emg
+    mains_hz = MAINS_HZ if subject.mains_hum else None
+    return record_emg(np.stack(columns, axis=1), EMG_RATE_HZ, rng, mains_hz=mains_hz)
 
 
 # --- files ------------------------------------------------------------------------------
@@ -346,7 +329,7 @@ def _ik_table(reference: SimulatedTrial, blended: dict[str, np.ndarray]) -> pd.D
             columns[f"{coordinate}_{side}"] = values
     return pd.DataFrame(
         {
-            k: v if k == "Header" else _quantise(v, "m" if k in _TRANSLATIONS else "deg")
+            k: v if k == "Header" else quantise(v, "m" if k in _TRANSLATIONS else "deg")
             for k, v in columns.items()
         }
     )
@@ -373,7 +356,7 @@ def _id_table(
                 values = 0.05 * mass_kg * np.sin(2 * np.pi * side_phase)
             columns[f"{coordinate}_{side}_moment"] = values
     table = pd.DataFrame(
-        {k: v if k == "Header" else _quantise(v, "N.m") for k, v in columns.items()}
+        {k: v if k == "Header" else quantise(v, "N.m") for k, v in columns.items()}
     )
     table.loc[phase < nan_until, table.columns != "Header"] = np.nan  # no force plate yet
     return table
@@ -388,8 +371,8 @@ def _gc_table(reference: SimulatedTrial, side: str, rest: bool) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "Header": t,
-            "HeelStrike": _quantise(_phase_ramp(phase, heel, t, rest), "pct"),
-            "ToeOff": _quantise(_phase_ramp(phase - stance, toe, t, rest), "pct"),
+            "HeelStrike": quantise(_phase_ramp(phase, heel, t, rest), "pct"),
+            "ToeOff": quantise(_phase_ramp(phase - stance, toe, t, rest), "pct"),
         }
     )
 
@@ -451,7 +434,7 @@ def write(folder: Path) -> dict[str, Any]:
         reference, blended = _simulate(trial, subject)
         base = folder / trial.subject / trial.date / trial.mode
         name = f"{trial.stem}.mat"
-        emg = pd.DataFrame(_quantise(blended["emg"], "emg"), columns=list(EMG_COLUMNS))
+        emg = pd.DataFrame(quantise(blended["emg"], "emg"), columns=list(EMG_COLUMNS))
         emg.insert(0, "Header", np.arange(len(emg)) / EMG_RATE_HZ)
         save_mat(base / "emg" / name, {"data": emg})
         save_mat(base / "ik" / name, {"data": _ik_table(reference, blended)})

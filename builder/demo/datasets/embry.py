@@ -34,25 +34,23 @@ Quirks of the real file reproduced (public readers work around each one):
 - ``AB02/s1x2i5`` right: the EMG has one stride fewer than ``cycles/right/time``;
 - ``jointforce`` sits next to ``jointmoment`` (the foundation read forces as moments).
 
-Shared with the Macaluso miniature: :func:`simulate_strides` and the MAT header helpers.
+Shared with the Macaluso miniature (the same lab's pipeline): the channel names, the x/y/z
+axes (:func:`gregg_components`) and the trial-name tokens.
 """
 
 from __future__ import annotations
 
-import string
-import struct
-from collections.abc import Iterator
-from dataclasses import dataclass
-from itertools import count, pairwise, product
 from pathlib import Path
 from typing import Any, Final
 
 import h5py
 import numpy as np
 
-from builder.conventions import JOINTS, PLANES, SIDES, Side
+from builder.conventions import JOINTS, PLANES, Side
 from builder.demo import gait_model as gm
 from builder.demo.datasets import miniature
+from builder.demo.datasets._files import MatV73, mat_v73, matlab_header
+from builder.demo.datasets._simulation import StrideSet, activity_of, simulate_strides
 
 FILE_NAME: Final = "InclineExperiment.mat"
 POINTS: Final = 150
@@ -64,7 +62,7 @@ EMG_CHANNELS: Final = {  # source name -> model muscle (GC: the medial head is a
     "BF": "biceps_femoris",
     "GC": "gastrocnemius_medialis",
 }
-_HEADER_DATE: Final = "Fri Jun 15 10:00:00 2018"
+HEADER: Final = matlab_header("Fri Jun 15 10:00:00 2018", version="7.3", platform="GLNXA64")
 
 # subject id -> (height m, mass kg, seed); trial name -> (speed, incline)
 SUBJECTS: Final = {"AB01": (1.78, 72.0, 11), "AB02": (1.65, 58.0, 12)}
@@ -86,162 +84,10 @@ def trial_speed_incline(trial: str) -> tuple[float, float]:
     return float(speed.replace("x", ".")), value if sign == "i" else -value
 
 
-def activity_of(incline_deg: float) -> str:
-    if incline_deg > 0:
-        return "ramp_ascent"
-    return "ramp_descent" if incline_deg < 0 else "walk"
-
-
-# --- simulation shared with the Macaluso miniature ----------------------------------------
-
-
-@dataclass(frozen=True)
-class StrideSet:
-    """One leg's strides, time-normalised: ``time`` (N, P) stride time stamps (both heel
-    strikes included), ``kinematics`` / ``kinetics`` (N, P, 3, 3) canonical (degrees, internal
-    N·m/kg), ``activations`` (N, P_emg, len(gm.DEMO_MUSCLES)) in 0..1 times electrode gains."""
-
-    time: np.ndarray
-    kinematics: np.ndarray
-    kinetics: np.ndarray
-    activations: np.ndarray
-
-    def envelope(self, muscle: str) -> np.ndarray:
-        return self.activations[..., gm.DEMO_MUSCLES.index(muscle)]
-
-
-def simulate_strides(
-    *,
-    subject: gm.SubjectParams,
-    speed_mps: float,
-    incline_deg: float,
-    n_strides: int,
-    seed: int,
-    points: int,
-    emg_points: int,
-) -> dict[Side, StrideSet]:
-    """Simulate a treadmill trial and cut each leg into ``n_strides`` time-normalised strides."""
-    sim = gm.simulate_trial(
-        subject=subject,
-        activity=activity_of(incline_deg),
-        speed_mps=speed_mps,
-        incline_deg=incline_deg,
-        n_strides=n_strides,
-        seed=seed,
-        point_rate_hz=100.0,
-        analog_rate_hz=1000.0,
-    )
-    frames = sim.times()
-    analog = sim.start_s + np.arange(sim.n_analog) / sim.analog_rate_hz
-    out = {}
-    for side in SIDES:
-        hs = sim.heel_strikes[side]
-        hs = hs[(hs >= frames[0]) & (hs <= frames[-1])][: n_strides + 1]
-        time = np.stack([np.linspace(a, b, points) for a, b in pairwise(hs)])
-        emg_time = np.stack([np.linspace(a, b, emg_points) for a, b in pairwise(hs)])
-        gains = subject.gains(side)
-        out[side] = StrideSet(
-            time=time,
-            kinematics=_resample(frames, sim.kinematics[side], time),
-            kinetics=_resample(frames, sim.kinetics[side], time),
-            activations=_resample(analog, sim.activations[side], emg_time) * gains,
-        )
-    return out
-
-
-def _resample(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """``values`` (T, ...) sampled at ``times``, linearly interpolated at ``at`` (N, P)."""
-    flat = values.reshape(values.shape[0], -1)
-    columns = [np.interp(at.ravel(), times, flat[:, c]) for c in range(flat.shape[1])]
-    return np.stack(columns, axis=-1).reshape(*at.shape, *values.shape[1:])
-
-
 def gregg_components(curves: np.ndarray, joint: str, scale: float = 1.0) -> dict[str, np.ndarray]:
     """{x, y, z}: (N, P) components of ``joint`` from canonical (N, P, 3, 3) curves."""
     j = JOINTS.index(joint)
     return {axis: scale * curves[..., j, PLANES.index(plane)] for plane, axis in AXES.items()}
-
-
-def fixed_header(text: str, version: int) -> bytes:
-    """The 128-byte MAT header: description padded to 116 bytes, zero subsystem offset,
-    version (0x0100 for v5, 0x0200 for v7.3) and the little-endian 'IM' marker."""
-    description = text.encode("ascii")[:116].ljust(116, b" ")
-    return description + struct.pack("<Q", 0) + struct.pack("<H", version) + b"IM"
-
-
-# --- MATLAB v7.3 writer ---------------------------------------------------------------------
-
-
-class MatV73:
-    """Writes MATLAB v7.3 structures with h5py the way MATLAB lays them out."""
-
-    def __init__(self, h5: h5py.File) -> None:
-        self.h5 = h5
-        self._names = self._refnames()
-
-    @staticmethod
-    def _refnames() -> Iterator[str]:
-        letters = string.ascii_lowercase + string.ascii_uppercase
-        yield from letters
-        for size in count(2):
-            for combo in product(letters, repeat=size):
-                yield "".join(combo)
-
-    @staticmethod
-    def _class(obj: h5py.HLObject, name: str) -> None:
-        obj.attrs.create("MATLAB_class", np.bytes_(name))
-
-    def struct(self, parent: h5py.Group, name: str, fields: list[str]) -> h5py.Group:
-        """A scalar struct; ``fields`` in MATLAB's order (written to MATLAB_fields)."""
-        group = parent.create_group(name)
-        self._class(group, "struct")
-        names = np.empty(len(fields), dtype=h5py.vlen_dtype(np.dtype("S1")))
-        for i, field in enumerate(fields):
-            names[i] = np.array([c.encode("ascii") for c in field], dtype="S1")
-        group.attrs.create("MATLAB_fields", names)
-        return group
-
-    def double(self, parent: h5py.Group, name: str, matlab: np.ndarray) -> h5py.Dataset:
-        """A double array given in MATLAB's (rows, columns) orientation."""
-        matlab = np.atleast_2d(np.asarray(matlab, dtype=np.float64))
-        if matlab.size == 0:
-            dset = parent.create_dataset(name, data=np.array(matlab.shape, dtype=np.uint64))
-            dset.attrs.create("MATLAB_empty", np.int32(1))
-        else:
-            dset = parent.create_dataset(name, data=matlab.T)
-        self._class(dset, "double")
-        return dset
-
-    def char(self, parent: h5py.Group, name: str, text: str) -> h5py.Dataset:
-        """A 1 × n char row (uint16 code units)."""
-        codes = np.array([[ord(c) for c in text]], dtype=np.uint16)
-        dset = parent.create_dataset(name, data=codes.T)
-        self._class(dset, "char")
-        dset.attrs.create("MATLAB_int_decode", np.int32(2))
-        return dset
-
-    def cell(self, parent: h5py.Group, name: str, rows: list[list[Any]]) -> h5py.Dataset:
-        """A cell array from its MATLAB rows; items go to ``#refs#`` as object references."""
-        refs_group = self.h5.require_group("#refs#")
-        refs = np.empty((len(rows), len(rows[0])), dtype=h5py.ref_dtype)
-        for r, row in enumerate(rows):
-            for c, item in enumerate(row):
-                refname = next(self._names)
-                if isinstance(item, str):
-                    target = self.char(refs_group, refname, item)
-                else:
-                    target = self.double(refs_group, refname, np.array([[item]]))
-                target.attrs.create("H5PATH", np.bytes_(f"{parent.name}/{name}"))
-                refs[r, c] = target.ref
-        dset = parent.create_dataset(name, data=refs.T, dtype=h5py.ref_dtype)
-        self._class(dset, "cell")
-        return dset
-
-
-def write_userblock(path: Path, date: str) -> None:
-    text = f"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: {date} HDF5 schema 1.00 ."
-    with open(path, "r+b") as f:
-        f.write(fixed_header(text, 0x0200))
 
 
 # --- the Embry file -------------------------------------------------------------------------
@@ -252,10 +98,9 @@ def write(folder: Path) -> dict[str, Any]:
     """Write ``InclineExperiment.mat`` into ``folder``; return the facts tests check."""
     path = folder / FILE_NAME
     facts: dict[str, Any] = {"file": FILE_NAME, "trials": {}}
-    with h5py.File(path, "w", userblock_size=512, libver="earliest") as h5:
-        mat = MatV73(h5)
-        gait = mat.struct(h5, "Gaitcycle", list(SUBJECTS))
-        continuous = mat.struct(h5, "Continuous", list(SUBJECTS))
+    with mat_v73(path, header=HEADER) as mat:
+        gait = mat.struct(mat.h5, "Gaitcycle", list(SUBJECTS))
+        continuous = mat.struct(mat.h5, "Continuous", list(SUBJECTS))
         for s, (subject_id, (height, mass, _)) in enumerate(SUBJECTS.items()):
             trials = TRIALS[subject_id]
             subject_group = mat.struct(gait, subject_id, ["subjectdetails", *trials])
@@ -279,7 +124,6 @@ def write(folder: Path) -> dict[str, Any]:
                     mat, subject_group, subject_id, trial, speed, incline, strides
                 )
                 _write_continuous(mat, cont_subject, trial, speed, incline, strides)
-    write_userblock(path, _HEADER_DATE)
     facts["strides"] = sum(sum(t["strides"].values()) for t in facts["trials"].values())
     return facts
 

@@ -26,13 +26,14 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
 
-import matio
 import numpy as np
 import pandas as pd
 
 from builder.conventions import JOINTS, PLANES
 from builder.demo.datasets import miniature
-from builder.demo.emg_model import add_mains_hum, add_sensor_noise, synthesize_emg
+from builder.demo.datasets._files import cell, matlab_header, quantise, write_mat
+from builder.demo.datasets._simulation import activity_of, record_emg
+from builder.demo.emg_model import synthesize_emg
 from builder.demo.gait_model import DEMO_MUSCLES, SubjectParams, simulate_trial
 from builder.sources.opensim import write_storage
 
@@ -40,8 +41,7 @@ EMG_HZ: Final = 2000.0
 MOCAP_HZ: Final = 100.0
 RATIO: Final = int(EMG_HZ / MOCAP_HZ)
 MAINS_HZ: Final = 60.0
-_MAT_HEADER: Final = b"MATLAB 5.0 MAT-file, Platform: PCWIN64, Created on: Mon Mar  4 09:30:00 2024"
-_LSB: Final = {"emg": 2.0**-23, "deg": 2.0**-16}
+HEADER: Final = matlab_header("Mon Mar  4 09:30:00 2024")
 
 EMG_COLUMNS: Final = (
     "VastusLateralis",
@@ -120,22 +120,8 @@ _PAD_S: Final = 0.3  # recording before the first and after the last step
 
 
 def save_mat(path: Path, variables: dict[str, Any]) -> None:
-    """MAT v5 with MCOS tables and a fixed header (mat-io writes the time), reproducibly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    matio.save_to_mat(str(path), variables, version="v7")
-    with open(path, "r+b") as f:
-        f.write(_MAT_HEADER.ljust(116, b" "))
-
-
-def _cell(strings: tuple[str, ...]) -> np.ndarray:
-    """A 1×N MATLAB cell array of char (mat-io writes a list of str as one char matrix)."""
-    cell = np.empty((1, len(strings)), dtype=object)
-    cell[0, :] = strings
-    return cell
-
-
-def _quantise(values: np.ndarray, kind: str) -> np.ndarray:
-    return np.round(np.asarray(values, dtype=np.float64) / _LSB[kind]) * _LSB[kind]
+    """MAT v5 with the tables as MCOS objects (mat-io), as the release's files hold them."""
+    write_mat(path, variables, header=HEADER, writer="mat-io")
 
 
 @dataclass(frozen=True)
@@ -162,14 +148,9 @@ def _emg_activations(model: np.ndarray) -> np.ndarray:
 
 
 def _gait_trial(params: SubjectParams, trial: Trial) -> _Recording:
-    activity = (
-        "walk"
-        if trial.incline_deg == 0
-        else ("ramp_ascent" if trial.incline_deg > 0 else "ramp_descent")
-    )
     sim = simulate_trial(
         subject=params,
-        activity=activity,
+        activity=activity_of(trial.incline_deg),
         speed_mps=trial.speed_mps,
         incline_deg=trial.incline_deg,
         n_strides=_STEPS_PER_GAIT_TRIAL,
@@ -251,9 +232,9 @@ def _mot(recording: _Recording, start: int, end: int) -> pd.DataFrame:
         angles = recording.angles[side.upper()][rows]
         for coordinate, (joint, plane, sign) in _LEG_COORDINATES.items():
             values = sign * angles[:, JOINTS.index(joint), PLANES.index(plane)]
-            columns[f"{coordinate}_{side}"] = _quantise(values, "deg")
-        columns[f"subtalar_angle_{side}"] = _quantise(3.0 * np.sin(phase), "deg")
-        columns[f"mtp_angle_{side}"] = _quantise(np.zeros_like(t), "deg")
+            columns[f"{coordinate}_{side}"] = quantise(values, "deg")
+        columns[f"subtalar_angle_{side}"] = quantise(3.0 * np.sin(phase), "deg")
+        columns[f"mtp_angle_{side}"] = quantise(np.zeros_like(t), "deg")
     columns["lumbar_extension"] = -3.0 + np.sin(2 * phase)
     columns["lumbar_bending"] = np.sin(phase)
     columns["lumbar_rotation"] = 1.5 * np.sin(phase + 1.0)
@@ -285,7 +266,7 @@ def write(folder: Path) -> dict[str, Any]:
         )
         home = folder / subject.zip_folder / subject.subject_id
         raw: dict[str, Any] = {
-            "EMGs_info": {"fs": EMG_HZ, "ChannelNames": _cell(EMG_COLUMNS)},
+            "EMGs_info": {"fs": EMG_HZ, "ChannelNames": cell(EMG_COLUMNS)},
             "Markers_info": {"fs": MOCAP_HZ},
         }
         processed: dict[str, Any] = {}
@@ -295,13 +276,11 @@ def write(folder: Path) -> dict[str, Any]:
             recording = (
                 _sit_to_stand(params) if trial.task == "SitToStand" else _gait_trial(params, trial)
             )
-            emg = synthesize_emg(recording.activations, EMG_HZ, rng) * gains
-            emg = add_sensor_noise(emg, EMG_HZ, 4e-6, rng)
-            if subject.mains_hum:
-                emg = add_mains_hum(emg, EMG_HZ, MAINS_HZ, 1.5e-4, rng)
+            mains_hz = MAINS_HZ if subject.mains_hum else None
+            emg = record_emg(recording.activations, EMG_HZ, rng, gains=gains, mains_hz=mains_hz)
             name = f"Trial{trial.number:02d}"
             entry: dict[str, Any] = {
-                "EMGs_raw": pd.DataFrame(_quantise(emg, "emg"), columns=list(EMG_COLUMNS)),
+                "EMGs_raw": pd.DataFrame(quantise(emg, "emg"), columns=list(EMG_COLUMNS)),
                 "TotalFrame": float(recording.angles["R"].shape[0]),
                 "nSteps": float(len(recording.steps)),
             }
@@ -329,7 +308,7 @@ def write(folder: Path) -> dict[str, Any]:
             if "AvailableTrialIdx" in task:
                 task["AvailableTrialIdx"] = np.array(task["AvailableTrialIdx"])
         mvc = synthesize_emg(np.full((400, 12), 0.9), EMG_HZ, rng) * gains
-        raw["MVC_raw"] = pd.DataFrame(_quantise(mvc, "emg"), columns=list(EMG_COLUMNS))
+        raw["MVC_raw"] = pd.DataFrame(quantise(mvc, "emg"), columns=list(EMG_COLUMNS))
         save_mat(home / "EMG" / "RawData.mat", raw)
         save_mat(home / "EMG" / "ProcessedData.mat", processed)
         facts["subjects"][subject.subject_id] = {

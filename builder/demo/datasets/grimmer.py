@@ -22,15 +22,14 @@ no left touchdowns (an empty list).
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
 from scipy.signal import resample_poly
 
 from builder.demo.datasets import miniature
+from builder.demo.datasets._files import cell, matlab_header, write_mat
 from builder.demo.gait_model import DEMO_MUSCLES, SubjectParams, simulate_trial
 
 SOURCE = "grimmer"
@@ -38,6 +37,7 @@ KIN_HZ = 200.0
 SIM_EMG_HZ = 1000.0
 EMG_UP, EMG_DOWN = 10, 9  # 1000 Hz × 10/9 = 1111.11 Hz
 EMG_HZ = SIM_EMG_HZ * EMG_UP / EMG_DOWN
+HEADER = matlab_header("Mon Jan 15 10:00:00 2018")
 N_INCLINATIONS = 6
 # Stair inclinations (deg) the ramps stand in for, one per inclination cell [I].
 INCLINATION_DEG = (15.0, 18.0, 21.0, 24.0, 27.0, 30.0)
@@ -93,18 +93,18 @@ def write(folder: Path) -> dict[str, Any]:
                     descent[a, 0][t, 0]["tdL"] = np.empty((1, 0))
                     trial["truth"]["TD_descent"]["L"] = []
                 truth[f"{number}/inclination{a + 1}_trial{t + 1}"] = trial["truth"]
-        write_mat(
+        _save(
             folder / "Processed/Joint_Kinematics" / f"Kinematics_P{number}.mat",
             {"Joint_Kinematics": kin},
         )
-        write_mat(
+        _save(
             folder / "Processed/Joint_Kinetics" / f"Kinetics_P{number}.mat", {"Joint_Kinetics": mom}
         )
-        write_mat(
+        _save(
             folder / "Processed/Touchdowns" / f"Touchdowns_P{number}.mat",
             {"TD_ascent": ascent, "TD_descent": descent},
         )
-        write_mat(folder / "Preprocessed/EMG" / f"EMG_P{number}.mat", {"Emg": emg})
+        _save(folder / "Preprocessed/EMG" / f"EMG_P{number}.mat", {"Emg": emg})
     return {
         "trials": truth,
         "kinematics_hz": KIN_HZ,
@@ -122,10 +122,8 @@ def write(folder: Path) -> dict[str, Any]:
 
 
 def _empty_cells() -> np.ndarray:
-    cells = np.empty((N_INCLINATIONS, 1), dtype=object)
-    for a in range(N_INCLINATIONS):
-        cells[a, 0] = np.empty((0, 0), dtype=object)
-    return cells
+    empty = [np.empty((0, 0), dtype=object) for _ in range(N_INCLINATIONS)]
+    return cell(empty, (N_INCLINATIONS, 1))
 
 
 def _trial(subject: SubjectParams, inclination: float, seed: int) -> dict[str, Any]:
@@ -181,13 +179,6 @@ def _trial(subject: SubjectParams, inclination: float, seed: int) -> dict[str, A
     }
 
 
-def write_mat(path: Path, variables: dict[str, Any]) -> None:
-    """MAT v5 as MATLAB's ``save`` writes it, with a fixed header text (scipy stamps the
-    current time there), so that the same content gives the same bytes."""
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, variables, format="5", do_compression=False, oned_as="column")
-    data = bytearray(buffer.getvalue())
-    header = b"MATLAB 5.0 MAT-file, Platform: PCWIN64, Created on: Mon Jan 15 10:00:00 2018"
-    data[:116] = header.ljust(116, b" ")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bytes(data))
+def _save(path: Path, variables: dict[str, Any]) -> None:
+    """MAT v5 as MATLAB's ``save`` writes it (uncompressed), with a fixed creation date."""
+    write_mat(path, variables, header=HEADER, compress=False)

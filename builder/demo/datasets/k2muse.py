@@ -30,14 +30,13 @@ includes a trial with no NormalizedData (the adapter reports it); 50 Hz mains hu
 from __future__ import annotations
 
 import itertools
-import re
 from pathlib import Path
 from typing import Any
 
-import matio
 import numpy as np
 
 from builder.demo.datasets import miniature
+from builder.demo.datasets._files import MATIO_HEADER, cell, write_mat
 from builder.demo.gait_model import SubjectParams, simulate_trial
 
 RIGHT = ("tibialis_anterior", "gastrocnemius_medialis", "gastrocnemius_lateralis", "soleus",
@@ -60,15 +59,6 @@ SUBJECTS: dict[str, tuple[float, float, int, tuple[tuple[str, str, str, int], ..
 }
 NO_NORMALIZED = ("P1", "Ideal", "AS_10", "S_0x5", 2)  # a trial without NormalizedData
 GAP = ("P2", "Fatigue", "DS_5", "S_1x5", 7)  # a stride missing from the events
-
-
-def _fixed_header(path: Path) -> None:
-    """mat-io writes the creation time into the 116-byte header text: make it constant."""
-    with open(path, "r+b") as f:
-        head = f.read(116)
-        fixed = re.sub(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", b"2024-01-01 00:00:00", head)
-        f.seek(0)
-        f.write(fixed)
 
 
 def _row(x: np.ndarray) -> np.ndarray:
@@ -149,10 +139,9 @@ def _trial(
         end = np.array([b for _, b in pairs])
         normalized["Events"][f"{side}StartFrame"] = _row(start)
         normalized["Events"][f"{side}EndFrame"] = _row(end)
-        cells = np.empty((1, len(pairs)), dtype=object)
-        for i, (a, b) in enumerate(pairs):
-            cells[0, i] = emg[(a - 1) * 20 : (b - 1) * 20 + 1, cols]
-        normalized["EMGData"][name] = cells
+        normalized["EMGData"][name] = cell(
+            [emg[(a - 1) * 20 : (b - 1) * 20 + 1, cols] for a, b in pairs]
+        )
         strides[side] = len(pairs)
         for group, source in (("Angles", angles), ("Moments", moments)):
             for label, data in source.items():
@@ -199,10 +188,12 @@ def write(folder: Path) -> dict[str, Any]:
             }
             for side in ("L", "R"):
                 facts["strides"][side] += strides[side]
-        path = target / f"{subject}.mat"
-        matio.save_to_mat(
-            str(path), {"OriginalData": original, "NormalizedData": normalized}, version="v7.3"
+        write_mat(
+            target / f"{subject}.mat",
+            {"OriginalData": original, "NormalizedData": normalized},
+            header=MATIO_HEADER["7.3"],
+            version="7.3",
+            writer="mat-io",
         )
-        _fixed_header(path)
     facts["subjects"] = sorted(SUBJECTS)
     return facts

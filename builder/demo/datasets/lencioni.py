@@ -21,14 +21,14 @@ the ankle angle (−15° / +10°): the gait model has no stairs or toe walking.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.io import savemat
 
 from builder.demo.datasets import miniature
+from builder.demo.datasets._files import matlab_header, struct_array, write_mat
+from builder.demo.datasets._simulation import analog_times, recorded_heel_strikes, resample
 from builder.demo.gait_model import SubjectParams, simulate_trial
 
 POINTS = 101
@@ -61,7 +61,7 @@ SUBJECTS = (
     ("S02", 9.0, 30.0, 1.33, 1.05, "L"),
     ("S03", 61.0, 68.0, 1.68, 1.15, "R"),
 )
-_HEADER = b"MATLAB 5.0 MAT-file, Platform: PCWIN64, Created on: Tue Jun 11 09:30:00 2019"
+HEADER = matlab_header("Tue Jun 11 09:30:00 2019")
 
 
 @miniature("lencioni2019")
@@ -90,9 +90,9 @@ def write(folder: Path) -> dict[str, Any]:
             "Side": side,
             "Age": age,
             "Mass": mass,
-            "Data": _struct_array(entries),
+            "Data": struct_array(entries),
         }
-        _write_mat(folder / f"{sid}.mat", {"s": s})
+        write_mat(folder / f"{sid}.mat", {"s": s}, header=HEADER, oned_as="row")
         facts["entries"][sid] = len(entries)
         facts["side"][sid] = side
         facts["age"][sid] = age
@@ -101,14 +101,13 @@ def write(folder: Path) -> dict[str, Any]:
 
 
 def _entry(task: str, trial, side: str, k: int, ankle_shift: float) -> dict[str, Any]:
-    hs = trial.heel_strikes[side]
     times = trial.times()
-    hs = hs[(hs >= times[0]) & (hs <= times[-1])]
+    hs = recorded_heel_strikes(trial, side)
     start, stop = hs[k], hs[k + 1]
     grid = np.linspace(start, stop, POINTS)
-    kin = _interp(trial.kinematics[side], times, grid)  # (P, 3, 3) canonical
+    kin = resample(times, trial.kinematics[side], grid)  # (P, 3, 3) canonical
     kin[:, 2, 2] += ankle_shift
-    mom = _interp(trial.kinetics[side], times, grid)
+    mom = resample(times, trial.kinetics[side], grid)
     phase = np.linspace(0.0, 1.0, POINTS)
     pelvis = np.stack(
         [
@@ -125,7 +124,7 @@ def _entry(task: str, trial, side: str, k: int, ankle_shift: float) -> dict[str,
         [np.stack([mom[:, j, 2], mom[:, j, 0], mom[:, j, 1]]) for j in range(3)]
     )
     # EMG: the cycle's samples at EMGFeq, heel strike to heel strike, both included.
-    t_analog = trial.start_s + np.arange(trial.n_analog) / trial.analog_rate_hz
+    t_analog = analog_times(trial)
     first = int(np.ceil((start - trial.start_s) * EMG_RATE - 1e-9))
     n_samples = round((stop - start) * EMG_RATE) + 1
     window = t_analog[first : first + n_samples]
@@ -154,27 +153,3 @@ def _entry(task: str, trial, side: str, k: int, ankle_shift: float) -> dict[str,
         "Grf": np.round(grf, 3),
         "EMG": np.round(emg, 4),
     }
-
-
-def _interp(series: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    flat = series.reshape(series.shape[0], -1)
-    out = np.stack([np.interp(grid, times, flat[:, c]) for c in range(flat.shape[1])], axis=1)
-    return out.reshape((grid.size, *series.shape[1:]))
-
-
-def _struct_array(records: list[dict[str, Any]]) -> np.ndarray:
-    names = list(records[0])
-    out = np.empty((1, len(records)), dtype=[(name, object) for name in names])
-    for i, record in enumerate(records):
-        for name in names:
-            out[0, i][name] = record[name]
-    return out
-
-
-def _write_mat(path: Path, variables: dict[str, Any]) -> None:
-    """MATLAB v5 (compressed), with a fixed header text so that the bytes never change."""
-    buffer = io.BytesIO()
-    savemat(buffer, variables, do_compression=True, oned_as="row")
-    data = bytearray(buffer.getvalue())
-    data[:116] = _HEADER.ljust(116)
-    path.write_bytes(bytes(data))

@@ -35,26 +35,19 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import scipy.io
 
 from builder.conventions import SIDES
 from builder.demo import gait_model as gm
 from builder.demo.datasets import miniature
-from builder.demo.datasets.embry import (
-    EMG_CHANNELS,
-    SIDE_WORDS,
-    StrideSet,
-    activity_of,
-    fixed_header,
-    gregg_components,
-    simulate_strides,
-)
+from builder.demo.datasets._files import matlab_header, write_mat
+from builder.demo.datasets._simulation import StrideSet, activity_of, simulate_strides
+from builder.demo.datasets.embry import EMG_CHANNELS, SIDE_WORDS, gregg_components
 
 POINTS: Final = 150
 EMG_POINTS: Final = 3000
 SPEED_MPS: Final = 1.0
 GROUP_SIGN: Final = {"downhill": -1, "uphill": 1, "level": 0}
-_HEADER: Final = "MATLAB 5.0 MAT-file, Platform: PCWIN64, Created on: Thu Jun 11 10:00:00 2020"
+HEADER: Final = matlab_header("Thu Jun 11 10:00:00 2020")
 
 # subject -> (height m, mass kg, seed, {group: [(trial, incline deg, strides L, strides R)]})
 SUBJECTS: Final = {
@@ -114,11 +107,8 @@ def write(folder: Path) -> dict[str, Any]:
                 }
             group_struct["trialorder"] = np.arange(1.0, len(trials) + 1.0)[None, :]
             content[group] = group_struct
-        path = folder / f"{subject_id}.mat"
-        scipy.io.savemat(path, {subject_id: content}, do_compression=True, oned_as="column")
-        with open(path, "r+b") as f:  # scipy writes the current time into the header
-            f.write(fixed_header(_HEADER, 0x0100))
-        facts["files"][subject_id] = path.name
+        write_mat(folder / f"{subject_id}.mat", {subject_id: content}, header=HEADER)
+        facts["files"][subject_id] = f"{subject_id}.mat"
     facts["strides"] = sum(sum(t["strides"].values()) for t in facts["trials"].values())
     return facts
 

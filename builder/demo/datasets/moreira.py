@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matio
 import numpy as np
 import pandas as pd
 from scipy import signal
@@ -37,6 +36,8 @@ from scipy import signal
 from builder.conventions import JOINTS, PLANES
 from builder.demo import gait_model as gm
 from builder.demo.datasets import miniature
+from builder.demo.datasets._files import cell, matlab_header, write_mat
+from builder.demo.datasets._simulation import analog_times, resample
 
 POINTS = 1001
 ANALOG_HZ = 1000.0
@@ -51,7 +52,7 @@ MUSCLES = (
 )
 # The dataset's torque signs differ from the angle signs only for the hip's Z (+ external).
 TORQUE_SIGN = {("hip", "rotation"): -1.0}
-_HEADER = b"MATLAB 5.0 MAT-file, Platform: PCWIN64, Created on: Tue Jan 12 10:00:00 2021"
+HEADER = matlab_header("Tue Jan 12 10:00:00 2021")
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _stride_tables(
 ) -> dict[str, Any]:
     """The feature tables of one trial of one leg (strides: indices into its heel strikes)."""
     t = sim.times()
-    t_analog = sim.start_s + np.arange(sim.n_analog) / sim.analog_rate_hz
+    t_analog = analog_times(sim)
     hs = sim.heel_strikes[side]
     m_index = [sim.muscles.index(m) for _, m in MUSCLES]
     sos = signal.butter(4, (20.0, 450.0), btype="bandpass", fs=ANALOG_HZ, output="sos")
@@ -97,10 +98,7 @@ def _stride_tables(
         durations.append(round(float(hs[k + 1] - hs[k]), 3))
 
         def at(x: np.ndarray, grid: np.ndarray = grid) -> np.ndarray:
-            flat = x.reshape(x.shape[0], -1)
-            times = t if x.shape[0] == t.size else t_analog
-            out = np.stack([np.interp(grid, times, c) for c in flat.T], axis=1)
-            return out.reshape((POINTS, *x.shape[1:]))
+            return resample(t if x.shape[0] == t.size else t_analog, x, grid)
 
         kin, mom = at(sim.kinematics[side]), at(sim.kinetics[side])
         phase = np.linspace(0, 2 * np.pi, POINTS)
@@ -198,11 +196,8 @@ FEATURES = ("Angles", "Torques", "Torques_Norm", "EMGs_filt", "EMGs_env", "GRF")
 
 
 def _cell(trials: list[tuple[str, dict[str, Any]]], feature: str) -> np.ndarray:
-    cell = np.empty((len(trials), 2), dtype=object)
-    for i, (name, tables) in enumerate(trials):
-        cell[i, 0] = name
-        cell[i, 1] = tables[feature]
-    return cell
+    """N × 2 cell {trial name, table}."""
+    return cell([x for name, tables in trials for x in (name, tables[feature])], (len(trials), 2))
 
 
 def _stride_time(trials: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
@@ -222,12 +217,8 @@ def _write_mat(folder: Path, p: Participant, data: dict[str, Any]) -> None:
         for code, sides in data.items()
     }
     target = folder / "MAT_files" / f"Participant{p.number}"
-    target.mkdir(parents=True, exist_ok=True)
-    path = target / "Processed_Data.mat"
-    matio.save_to_mat(str(path), {f"Subject{p.number}_pro": struct}, version="v7")
-    raw = bytearray(path.read_bytes())
-    raw[:116] = _HEADER.ljust(116)  # the header text carries the creation time: fix it
-    path.write_bytes(bytes(raw))
+    variables = {f"Subject{p.number}_pro": struct}
+    write_mat(target / "Processed_Data.mat", variables, header=HEADER, writer="mat-io")
     (target / "Metadata.txt").write_text(_metadata(p))
 
 

@@ -24,15 +24,15 @@ simulated slower, with a stiffer paretic knee.
 
 from __future__ import annotations
 
-import io
 import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.io import savemat
 
 from builder.demo.datasets import miniature
+from builder.demo.datasets._files import matlab_header, struct_array, write_mat
+from builder.demo.datasets._simulation import analog_times, recorded_heel_strikes, resample
 from builder.demo.gait_model import SubjectParams, simulate_trial
 
 FILES = {
@@ -65,54 +65,43 @@ _STROKE = (
     ("PS01", 58, 80.0, 1.74, 0.7, 2, {"P": (1, 0), "N": (0, 1)}, "L"),
     ("PS02", 67, 68.0, 1.66, 0.6, 2, {"P": (0, 1), "N": (1, 0)}, "R"),
 )
-_HEADER = b"MATLAB 5.0 MAT-file, Platform: PCWIN64, Created on: Mon Mar  6 10:00:00 2023"
+HEADER = matlab_header("Mon Mar  6 10:00:00 2023")
 
 
 @miniature("van_criekinge2023")
 def write(folder: Path) -> dict[str, Any]:
     """Write both files into ``folder``; return the strides each side should yield."""
     facts: dict[str, Any] = {"strides": {}, "kinetic_strides": {}, "files": dict(FILES)}
-    able = []
-    for i, (sid, age, weight, height, speed, n, plates, has_emg) in enumerate(_ABLE):
-        subject, info = _subject(
-            sid,
-            age,
-            weight,
-            height,
-            speed,
-            n,
-            plates,
-            seed=100 + i,
-            sides=("L", "R"),
-            has_emg=has_emg,
-        )
-        able.append(subject)
-        facts["strides"][sid] = info["strides"]
-        facts["kinetic_strides"][sid] = info["kinetic"]
-    stroke = []
-    for i, (sid, age, weight, height, speed, n, plates, paretic) in enumerate(_STROKE):
-        subject, info = _subject(
-            sid,
-            age,
-            weight,
-            height,
-            speed,
-            n,
-            plates,
-            seed=200 + i,
-            sides=("P", "N"),
-            paretic=paretic,
-        )
-        stroke.append(subject)
-        facts["strides"][sid] = info["strides"]
-        facts["kinetic_strides"][sid] = info["kinetic"]
+    files: dict[str, list[dict[str, Any]]] = {"AbleBodiedAdults": [], "PostStrokeAdults": []}
+    for group, rows, first_seed, sides in (
+        ("AbleBodiedAdults", _ABLE, 100, ("L", "R")),
+        ("PostStrokeAdults", _STROKE, 200, ("P", "N")),
+    ):
+        for i, (sid, age, weight, height, speed, n, plates, last) in enumerate(rows):
+            # the last column: able-bodied, whether EMG was recorded; stroke, the paretic side
+            extra = {"has_emg": last} if group == "AbleBodiedAdults" else {"paretic": last}
+            subject, info = _subject(
+                sid,
+                age,
+                weight,
+                height,
+                speed,
+                n,
+                plates,
+                seed=first_seed + i,
+                sides=sides,
+                **extra,
+            )
+            files[group].append(subject)
+            facts["strides"][sid] = info["strides"]
+            facts["kinetic_strides"][sid] = info["kinetic"]
     # PS02: TA lost on the paretic side; an unusable 0 s stride on the non-paretic side.
-    ps02 = stroke[1]
+    ps02 = files["PostStrokeAdults"][1]
     ta = ps02["PsideSegm_PsideData"]["TAnorm"]
     ta["n"] = np.full_like(ta["n"], np.nan)
     _append_zero_length_stride(ps02, "NsideSegm_NsideData", "N")
-    _write_mat(folder / FILES["AbleBodiedAdults"], {"Sub": _struct_array(able)})
-    _write_mat(folder / FILES["PostStrokeAdults"], {"Sub": _struct_array(stroke)})
+    for group, subjects in files.items():
+        _write_mat(folder / FILES[group], {"Sub": struct_array(subjects)})
     facts["paretic"] = {sid: p for sid, *_, p in _STROKE}
     facts["emg_absent"] = {"AB02": "all", "PS02": "paretic TA"}
     facts["ages"] = {row[0]: row[1] for row in (*_ABLE, *_STROKE)}
@@ -179,17 +168,16 @@ def _side(
     trial, leg: str, n: int, good: np.ndarray, has_emg: bool, stiff_knee: bool
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     t_point = trial.times()
-    hs = trial.heel_strikes[leg]
-    hs = hs[(hs >= t_point[0]) & (hs <= t_point[-1])][: n + 1]
+    hs = recorded_heel_strikes(trial, leg)[: n + 1]
     starts = np.round(hs[:-1] * FRAME_RATE)
     stops = np.round(hs[1:] * FRAME_RATE)
     grid = np.stack(
         [np.linspace(a, b, POINTS) / FRAME_RATE for a, b in zip(starts, stops, strict=True)]
     )
-    kin = _normalise(trial.kinematics[leg], t_point, grid)  # (n, P, 3, 3) canonical
+    kin = resample(t_point, trial.kinematics[leg], grid)  # (n, P, 3, 3) canonical
     if stiff_knee:
         kin[:, :, 1, 2] *= 0.75
-    mom = _normalise(trial.kinetics[leg], t_point, grid)
+    mom = resample(t_point, trial.kinetics[leg], grid)
     # Without a good plate landing the moments miss the GRF: inertia-like, untrustworthy.
     mom = np.where(good.astype(bool)[:, None, None, None], mom, 0.2 * mom)
     data: dict[str, Any] = {}
@@ -197,7 +185,7 @@ def _side(
         data[f"{name}Angles"] = {ax: kin[:, :, j, p].T.copy() for ax, p in _AXES.items()}
         # PiG moments: external (= -internal), N.mm/kg.
         data[f"{name}Moment"] = {ax: -1000.0 * mom[:, :, j, p].T for ax, p in _AXES.items()}
-    t_analog = trial.start_s + np.arange(trial.n_analog) / trial.analog_rate_hz
+    t_analog = analog_times(trial)
     for name in EMG_NAMES:
         if not has_emg:
             data[f"{name}norm"] = {"n": np.zeros((0, 0))}
@@ -219,16 +207,9 @@ def _side(
     return data, events
 
 
-def _normalise(series: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """(n strides, P, ...) of ``series`` (T, ...) sampled at ``times``, on each grid row."""
-    flat = series.reshape(series.shape[0], -1)
-    out = np.stack(
-        [
-            np.stack([np.interp(g, times, flat[:, c]) for c in range(flat.shape[1])], axis=1)
-            for g in grid
-        ]
-    )
-    return out.reshape(grid.shape + series.shape[1:])
+def _write_mat(path: Path, variables: dict[str, Any]) -> None:
+    """One processed file: MATLAB v5, compressed (MATLAB's default ``save``)."""
+    write_mat(path, variables, header=HEADER, oned_as="row")
 
 
 def _append_zero_length_stride(subject: dict[str, Any], container: str, token: str) -> None:
@@ -243,22 +224,3 @@ def _append_zero_length_stride(subject: dict[str, Any], container: str, token: s
     ev[f"{token}_ICstop"] = np.append(ev[f"{token}_ICstop"], ev[f"{token}_ICstop"][-1])
     for name in ("TOnorm", "Trial", "GoodForcePlateLanding"):
         ev[f"{token}_{name}"] = np.append(ev[f"{token}_{name}"], ev[f"{token}_{name}"][-1])
-
-
-def _struct_array(records: list[dict[str, Any]]) -> np.ndarray:
-    """A 1 × n MATLAB struct array (every record has the same fields)."""
-    names = list(records[0])
-    out = np.empty((1, len(records)), dtype=[(name, object) for name in names])
-    for i, record in enumerate(records):
-        for name in names:
-            out[0, i][name] = record[name]
-    return out
-
-
-def _write_mat(path: Path, variables: dict[str, Any]) -> None:
-    """MATLAB v5 (compressed), with a fixed header text so that the bytes never change."""
-    buffer = io.BytesIO()
-    savemat(buffer, variables, do_compression=True, oned_as="row")
-    data = bytearray(buffer.getvalue())
-    data[:116] = _HEADER.ljust(116)
-    path.write_bytes(bytes(data))
