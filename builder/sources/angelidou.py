@@ -93,7 +93,7 @@ class AngelidouAdapter(SourceAdapter):
     options_model = AngelidouOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = AngelidouOptions.model_validate(spec.options)
+        options = AngelidouOptions.of(spec)
         if options.emg is None or options.kinematics is None or options.rates.emg_hz is None:
             raise SourceError(spec.url, "catalogue entry needs emg, kinematics and rates.emg_hz")
         content = load_mat(files.local_path(spec.url), spec.url)

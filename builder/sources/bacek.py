@@ -111,7 +111,7 @@ class BacekAdapter(SourceAdapter):
     options_model = BacekOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = BacekOptions.model_validate(spec.options)
+        options = BacekOptions.of(spec)
         url = spec.url
         if spec.emg_kind != "envelope":
             raise SourceError(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import fsspec
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from builder.errors import SourceError
 from builder.records import TrialRecording, TrialSpec
 
 
@@ -15,6 +16,19 @@ class AdapterOptions(BaseModel):
     """Base for an adapter's catalogue ``args`` (besides ``urlpath``); unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def of(cls, spec: TrialSpec) -> Self:
+        """The spec's options as this model; invalid ones are a SourceError naming the first
+        bad key (``invalid <adapter> options: <key>: <problem>``)."""
+        try:
+            return cls.model_validate(spec.options)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise SourceError(
+                spec.url, f"invalid {spec.adapter} options: {where}: {first['msg']}"
+            ) from None
 
 
 class FileAccess:

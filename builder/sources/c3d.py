@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 import ezc3d
 import numpy as np
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from builder.conventions import (
     ANGLE_UNITS,
@@ -817,12 +817,7 @@ class C3DAdapter(SourceAdapter):
     options_model = C3DOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        try:
-            options = C3DOptions.model_validate(spec.options)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise SourceError(spec.url, f"invalid c3d options: {where}: {first['msg']}") from None
+        options = C3DOptions.of(spec)
         local = files.local_path(spec.url)
         c3d, plate_note = _load(local, spec.url)
         notes = [plate_note] if plate_note else []

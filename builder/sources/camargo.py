@@ -73,7 +73,7 @@ from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
 from builder.sources.checks import check_body_mass, check_knee_flexion_percentiles
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import load_mat
-from builder.sources.options import DatasetOptions, JointMap, validate_options
+from builder.sources.options import DatasetOptions, JointMap
 from builder.sources.segments import crop
 from builder.sources.tables import sibling_url, url_exists
 
@@ -638,7 +638,7 @@ class CamargoAdapter(SourceAdapter):
     options_model = CamargoOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = validate_options(CamargoOptions, spec)
+        options = CamargoOptions.of(spec)
         if options.kinematics is None:
             raise SourceError(spec.url, "the catalogue entry has no kinematics map")
         paths = _paths(spec.url, options.layout)

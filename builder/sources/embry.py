@@ -35,7 +35,6 @@ from builder.sources.gregg_lab import (
     finish,
     gregg_recording,
 )
-from builder.sources.options import validate_options
 
 # --- Embry: MATLAB v7.3 via h5py -----------------------------------------------------------------
 
@@ -90,7 +89,7 @@ class EmbryAdapter(SourceAdapter):
     options_model = GreggLabOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = validate_options(GreggLabOptions, spec)
+        options = GreggLabOptions.of(spec)
         local = files.local_path(spec.url)
         try:
             h5 = h5py.File(local, "r")

@@ -62,7 +62,7 @@ from builder.sources.checks import check_knee_flexion_percentiles
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import field, load_mat
 from builder.sources.opensim import Storage, read_storage
-from builder.sources.options import DatasetOptions, validate_options
+from builder.sources.options import DatasetOptions
 from builder.sources.tables import sibling_url
 
 # Seconds of EMG kept on either side of a step (the filters settle outside the stride).
@@ -230,7 +230,7 @@ class Gait120Adapter(SourceAdapter):
     options_model = Gait120Options
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = validate_options(Gait120Options, spec)
+        options = Gait120Options.of(spec)
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "the catalogue entry needs emg and kinematics maps")
         layout = options.layout

@@ -121,7 +121,7 @@ class GrimmerAdapter(SourceAdapter):
     options_model = GrimmerOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = GrimmerOptions.model_validate(spec.options)
+        options = GrimmerOptions.of(spec)
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "catalogue entry needs emg and kinematics maps")
         number = _trailing_number(spec.url)

@@ -75,7 +75,7 @@ class HuEnabl3sAdapter(SourceAdapter):
     options_model = HuOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = HuOptions.model_validate(spec.options)
+        options = HuOptions.of(spec)
         events, url = options.events, spec.url
         rate = options.rates.emg_hz or 1000.0
         if options.rates.kinematics_hz not in (None, rate):

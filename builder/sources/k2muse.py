@@ -113,7 +113,7 @@ class K2museAdapter(SourceAdapter):
     options_model = K2museOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = K2museOptions.model_validate(spec.options)
+        options = K2museOptions.of(spec)
         url = spec.url
         if spec.emg_kind != "raw":
             raise SourceError(url, f"emg_kind {spec.emg_kind!r}: OriginalData holds raw EMG")

@@ -48,7 +48,7 @@ from builder.sources.checks import (
 )
 from builder.sources.mapping import joint_array
 from builder.sources.matlab import field, load_mat
-from builder.sources.options import DatasetOptions, JointMap, validate_options
+from builder.sources.options import DatasetOptions, JointMap
 from builder.sources.segments import cycle_sides
 
 _MOVING_AVERAGE_S = 0.05  # crude envelope of raw EMG for the row-order check
@@ -93,7 +93,7 @@ class LencioniAdapter(SourceAdapter):
     options_model = LencioniOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options: LencioniOptions = validate_options(LencioniOptions, spec)
+        options: LencioniOptions = LencioniOptions.of(spec)
         url, layout = spec.url, options.layout
         data = load_mat(files.local_path(url), url, variables=[layout.variable])
         s = field(data, layout.variable, url, why="the subject struct")

@@ -48,7 +48,6 @@ from builder.sources.gregg_lab import (
     token_value,
 )
 from builder.sources.matlab import load_mat
-from builder.sources.options import validate_options
 
 _INCLINE_TOKEN = re.compile(r"(?<![a-z])([id])(\d+(?:x\d+)?)(?![0-9x])")
 
@@ -59,7 +58,7 @@ class MacalusoAdapter(SourceAdapter):
     options_model = GreggLabOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = validate_options(GreggLabOptions, spec)
+        options = GreggLabOptions.of(spec)
         data = load_mat(files.local_path(spec.url), spec.url)
         subject, notes = _subject(data, spec.url)
         groups: dict[str, int] = options.layout.get("groups") or {}

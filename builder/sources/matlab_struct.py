@@ -73,7 +73,7 @@ from builder.sources.checks import (
 )
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.matlab import field, load_mat
-from builder.sources.options import DatasetOptions, JointMap, validate_options
+from builder.sources.options import DatasetOptions, JointMap
 from builder.sources.segments import cycle_sides
 
 # --- options --------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class MatlabStructAdapter(SourceAdapter):
     options_model = MatlabStructOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = validate_options(MatlabStructOptions, spec)
+        options = MatlabStructOptions.of(spec)
         data = load_mat(files.local_path(spec.url), spec.url)
         root = field(data, options.layout.root, spec.url) if options.layout.root else data
         subjects_node = field(root, options.layout.subjects_from, spec.url, why="subjects")

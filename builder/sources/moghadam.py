@@ -118,7 +118,7 @@ class MoghadamAdapter(SourceAdapter):
     options_model = MoghadamOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = MoghadamOptions.model_validate(spec.options)
+        options = MoghadamOptions.of(spec)
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "catalogue entry needs emg and kinematics maps")
         notes: list[str] = []

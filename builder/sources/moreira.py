@@ -113,7 +113,7 @@ class MoreiraAdapter(SourceAdapter):
     options_model = MoreiraOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = MoreiraOptions.model_validate(spec.options)
+        options = MoreiraOptions.of(spec)
         if options.emg is None or options.emg.container is None:
             raise SourceError(spec.url, "catalogue: emg.container (the envelope) is required")
         if options.kinematics is None or options.kinematics.container is None:

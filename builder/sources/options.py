@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, Side
-from builder.errors import SourceError
-from builder.records import TrialSpec
 from builder.sources.base import AdapterOptions
 from builder.sources.mapping import sign_for
 
@@ -111,16 +109,3 @@ class DatasetOptions(AdapterOptions):
 
 
 Options = TypeVar("Options", bound=AdapterOptions)
-
-
-def validate_options(model: type[Options], spec: TrialSpec) -> Options:
-    """The spec's options as ``model``; invalid ones are a SourceError naming the first bad
-    key (``invalid <adapter> options: <key>: <problem>``)."""
-    try:
-        return model.model_validate(spec.options)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SourceError(
-            spec.url, f"invalid {spec.adapter} options: {where}: {first['msg']}"
-        ) from None

@@ -113,7 +113,7 @@ class SiatLlmdAdapter(SourceAdapter):
     options_model = SiatOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = SiatOptions.model_validate(spec.options)
+        options = SiatOptions.of(spec)
         events, url = options.events, spec.url
         name = posixpath.basename(url).removesuffix("_Data.csv")
         movement = name.rpartition("_")[2]

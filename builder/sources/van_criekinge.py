@@ -55,7 +55,7 @@ from builder.sources import register_adapter
 from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
 from builder.sources.checks import check_emg_kind, check_walking_moments
 from builder.sources.matlab import field, load_mat
-from builder.sources.options import DatasetOptions, JointMap, validate_options
+from builder.sources.options import DatasetOptions, JointMap
 from builder.sources.segments import cycle_sides
 
 _HIP, _ANKLE = JOINTS.index("hip"), JOINTS.index("ankle")
@@ -129,7 +129,7 @@ class VanCriekingeAdapter(SourceAdapter):
     options_model = VanCriekingeOptions
 
     def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options: VanCriekingeOptions = validate_options(VanCriekingeOptions, spec)
+        options: VanCriekingeOptions = VanCriekingeOptions.of(spec)
         url, layout = spec.url, options.layout
         population = layout.population_map.get(spec.population)
         if population is None:
