@@ -12,11 +12,9 @@ This module only wires the stages together; each stage's logic lives in its own 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -29,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from dask.distributed import Client, LocalCluster, as_completed
+from dask.distributed import Client, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -41,12 +39,14 @@ from builder.catalog import (
     load_catalog,
     resolve_metadata,
 )
+from builder.cluster import connect
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.errors import BuilderError, SourceError, StoreError
 from builder.processing.emg import EmgProcessing
 from builder.processing.trial import build_strides, concatenate_batches
 from builder.records import RECORDING_METADATA, TrialSpec
 from builder.sources import FileAccess, get_adapter
+from builder.sources.isolated import DEFAULT_TIMEOUT_S, read_trial_isolated
 from builder.store.index_hdf5 import write_stride_index
 from builder.store.layout import (
     INDEX_NAME,
@@ -75,6 +75,7 @@ class BuildOptions:
     fresh: bool = False  # discard staged trial results and build a new version
     layout: ChunkLayout = field(default_factory=ChunkLayout)
     keep_versions: int = 2
+    read_timeout_s: float = DEFAULT_TIMEOUT_S  # a trial whose reader takes longer is left out
     progress: bool = True
     dashboard_address: str = ":8787"  # ":0" for any free port
     variables: dict[str, str] = field(default_factory=dict)  # catalogue template variables
@@ -141,10 +142,10 @@ def _build_locked(
 
     clock = time.perf_counter()
     timings: dict[str, float] = {}
-    with _dask_client(options) as client:
+    with connect(options.cluster, options.workers, options.dashboard_address) as client:
         console.print(f"Dask dashboard: {client.dashboard_link}")
         timings["cluster_start"] = time.perf_counter() - clock
-        outcomes = _process_trials(client, trials, staging, console, options.progress)
+        outcomes = _process_trials(client, trials, staging, console, options)
         timings["processing"] = time.perf_counter() - clock - timings["cluster_start"]
         manifest["state"] = "writing"
         staging.write_manifest(manifest)
@@ -224,10 +225,26 @@ def _start_version(
 # --- stage 2: trials ----------------------------------------------------------------------
 
 
-def process_trial(spec: TrialSpec, key: str, staging: Staging) -> TrialOutcome:
-    """Worker task: read, process and stage one trial. Never raises for bad input."""
+def process_trial(
+    spec: TrialSpec,
+    key: str,
+    staging: Staging,
+    *,
+    isolate: bool = True,
+    read_timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> TrialOutcome:
+    """Worker task: read, process and stage one trial. Never raises for bad input.
+
+    The adapter runs in an isolated reader process (``isolate``), so a file that crashes or
+    hangs its parser becomes a report entry instead of a dead worker.
+    """
     try:
-        recordings = get_adapter(spec.adapter).read_trial(spec, FileAccess(spec.storage_options))
+        if isolate:
+            recordings = read_trial_isolated(spec, read_timeout_s)
+        else:
+            recordings = get_adapter(spec.adapter).read_trial(
+                spec, FileAccess(spec.storage_options)
+            )
         settings = EmgProcessing.model_validate(spec.processing)
         batches, notes, sources = [], [], []
         columns: dict[str, list[Any]] = {name: [] for name in RECORDING_METADATA}
@@ -272,7 +289,7 @@ def _process_trials(
     trials: dict[str, TrialSpec],
     staging: Staging,
     console: Console,
-    show_progress: bool,
+    options: BuildOptions,
 ) -> dict[str, TrialOutcome]:
     with ThreadPoolExecutor(max_workers=16) as pool:
         staged = dict(zip(trials, pool.map(staging.load_outcome, trials), strict=True))
@@ -281,7 +298,15 @@ def _process_trials(
     if outcomes:
         console.print(f"{len(outcomes)} trials already processed; {len(todo)} to go.")
     futures = {
-        client.submit(process_trial, trials[k], k, staging, key=f"trial-{k}", pure=False): k
+        client.submit(
+            process_trial,
+            trials[k],
+            k,
+            staging,
+            read_timeout_s=options.read_timeout_s,
+            key=f"trial-{k}",
+            pure=False,
+        ): k
         for k in todo
     }
 
@@ -291,7 +316,7 @@ def _process_trials(
             key, ok=False, reason=f"worker failed: {type(exc).__name__}: {exc}", retry=True
         )
 
-    for key, outcome in _track(futures, "processing trials", console, show_progress, on_error):
+    for key, outcome in _track(futures, "processing trials", console, options.progress, on_error):
         outcomes[key] = outcome
     return outcomes
 
@@ -416,26 +441,6 @@ def _finalise(
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _dask_client(options: BuildOptions) -> Iterator[Client]:
-    if options.cluster:
-        with Client(options.cluster) as client:
-            yield client
-        return
-    workers = options.workers or os.cpu_count() or 1
-    with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=options.dashboard_address,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def _track(

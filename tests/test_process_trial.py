@@ -39,10 +39,10 @@ def test_storage_failures_are_reported_and_retried_next_time(spec_and_staging, m
         raise OSError(f"{url}: 503 SlowDown")
 
     monkeypatch.setattr(FileAccess, "local_path", unavailable)
-    outcome = process_trial(spec, key, staging)
+    outcome = process_trial(spec, key, staging, isolate=False)  # the patch lives in this process
     assert not outcome.ok and outcome.retry and "503 SlowDown" in outcome.reason
     monkeypatch.undo()
-    assert process_trial(spec, key, staging).ok
+    assert process_trial(spec, key, staging, isolate=False).ok
 
 
 def test_bad_input_is_final_and_names_the_problem(spec_and_staging, tmp_path: Path) -> None:
