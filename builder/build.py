@@ -16,7 +16,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 import warnings
@@ -45,7 +44,7 @@ from builder.errors import BuilderError, SourceError, StoreError
 from builder.processing.emg import EmgProcessing
 from builder.processing.trial import build_strides, concatenate_batches
 from builder.records import RECORDING_METADATA, TrialSpec
-from builder.sources import FileAccess, get_adapter
+from builder.sources import read_trial
 from builder.sources.isolated import DEFAULT_TIMEOUT_S, read_trial_isolated
 from builder.store.index_hdf5 import write_stride_index
 from builder.store.layout import (
@@ -56,7 +55,7 @@ from builder.store.layout import (
     expected_chunk_keys,
 )
 from builder.store.staging import Staging, TrialOutcome, trial_key
-from builder.store.versions import VersionedOutput
+from builder.store.versions import VersionedOutput, chunk_key_separator, versioned_output
 from builder.store.writer import (
     StorePlan,
     emg_regions,
@@ -101,8 +100,15 @@ def build(catalog_path: str, options: BuildOptions, console: Console | None = No
     for source in unavailable:
         console.print(f"[yellow]source {source.source!r} skipped:[/] {source.reason}")
     staging = Staging(options.output, options.storage_options)
-    with staging.lock():
-        return _build_locked(catalog, specs, unavailable, options, console, staging)
+    try:
+        with staging.lock():
+            return _build_locked(catalog, specs, unavailable, options, console, staging)
+    except OSError as exc:  # storage that keeps failing after its own retries
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise StoreError(
+            f"{options.output}: storage error ({detail}); nothing was published and the "
+            "previous version is intact; re-run when the storage answers again"
+        ) from None
 
 
 def _build_locked(
@@ -117,11 +123,11 @@ def _build_locked(
     trials = {trial_key(spec): spec for spec in specs}
     fingerprint = _fingerprint(trials, options.layout)
 
-    output = VersionedOutput(options.output, options.storage_options)
+    output = versioned_output(options.output, options.storage_options)
     manifest = staging.read_manifest()
     published = output.published()
     if not options.fresh and _up_to_date(output, manifest, published, fingerprint):
-        report = _read_report(output.version_path(published))  # type: ignore[arg-type]
+        report = _read_report(output, str(published))
         console.print(f"{options.output} is up to date (version {published}); nothing to do.")
         return _result(options.output, str(published), report, up_to_date=True)
 
@@ -155,18 +161,24 @@ def _build_locked(
         )
         if plan.n_strides == 0:
             staging.write_manifest({**manifest, "state": "failed", "last_report": report})
+            passing = [e for e in report["trials_left_out"] if e["retry"]]
+            if passing and len(passing) == len(report["trials_left_out"]):
+                raise StoreError(
+                    f"{options.output}: storage error: every trial failed with errors that "
+                    f"may pass (first: {_first_reason(report)}); nothing was published and "
+                    "the previous version is intact; re-run when the storage answers again"
+                )
             raise BuilderError(
                 f"{catalog_path}: no trial produced a stride, nothing to publish "
                 f"({len(report['trials_left_out'])} left out; first reason: "
                 f"{_first_reason(report)})"
             )
-        version_path = output.version_path(version)
         clock = time.perf_counter()
-        _write_store(client, version_path, plan, staging, options, console)
+        _write_store(client, output, version, plan, staging, options, console)
         timings["writing"] = time.perf_counter() - clock
 
     report["timings_s"] = timings
-    _finalise(version_path, plan, report, catalog_path, _dataset_sources(trials))
+    _finalise(output, version, plan, report, catalog_path, _dataset_sources(trials))
     output.publish(version)
     manifest.update(
         published=version,
@@ -194,7 +206,7 @@ def _up_to_date(
         return False
     if manifest.get("published_fingerprint") != fingerprint:
         return False
-    report = _read_report(output.version_path(published))
+    report = _read_report(output, published)
     return not any(entry.get("retry") for entry in report["trials_left_out"])
 
 
@@ -214,7 +226,7 @@ def _start_version(
         not fresh
         and version is not None
         and manifest.get("in_progress_fingerprint") == fingerprint
-        and os.path.isdir(output.version_path(version))
+        and output.exists(version)
     ):
         return version, True
     if version and version != output.published():
@@ -239,12 +251,7 @@ def process_trial(
     hangs its parser becomes a report entry instead of a dead worker.
     """
     try:
-        if isolate:
-            recordings = read_trial_isolated(spec, read_timeout_s)
-        else:
-            recordings = get_adapter(spec.adapter).read_trial(
-                spec, FileAccess(spec.storage_options)
-            )
+        recordings = read_trial_isolated(spec, read_timeout_s) if isolate else read_trial(spec)
         settings = EmgProcessing.model_validate(spec.processing)
         batches, notes, sources = [], [], []
         columns: dict[str, list[Any]] = {name: [] for name in RECORDING_METADATA}
@@ -326,38 +333,42 @@ def _process_trials(
 
 def _write_store(
     client: Client,
-    version_path: str,
+    output: VersionedOutput,
+    version: str,
     plan: StorePlan,
     staging: Staging,
     options: BuildOptions,
     console: Console,
 ) -> None:
-    group = zarr.open_group(version_path, mode="w", zarr_format=3)  # the template, once
-    create_template(group, plan.n_strides, plan.n_rows, options.layout)
+    url = output.version_url(version)
+    group = _open_group(url, "w", output.storage_options)  # the template, once
+    create_template(
+        group, plan.n_strides, plan.n_rows, options.layout, chunk_key_separator(version)
+    )
     futures = {}
     for i, region in enumerate(stride_regions(plan, options.layout)):
         table = {name: column[region] for name, column in plan.table.items()}
         future = client.submit(
             write_stride_region,
-            version_path,
+            url,
             region,
             plan.stride_pieces(region),
             table,
             plan.stride_starts[region],
             plan.stride_ends[region],
             staging,
-            key=f"write-strides-{i}-{os.path.basename(version_path)}",
+            key=f"write-strides-{i}-{version}",
             pure=False,
         )
         futures[future] = f"strides {region.start}:{region.stop}"
     for i, region in enumerate(emg_regions(plan, options.layout)):
         future = client.submit(
             write_emg_region,
-            version_path,
+            url,
             region,
             plan.row_pieces(region),
             staging,
-            key=f"write-emg-{i}-{os.path.basename(version_path)}",
+            key=f"write-emg-{i}-{version}",
             pure=False,
         )
         futures[future] = f"EMG rows {region.start}:{region.stop}"
@@ -370,29 +381,20 @@ def _write_store(
     for _ in _track(futures, "writing store", console, options.progress, on_error):
         pass
     if failures:
-        raise StoreError(f"{version_path}: writing failed, nothing published ({failures[0]})")
-    missing = expected_chunk_keys(zarr.open_group(version_path, mode="r")) - _stored_keys(
-        version_path
-    )
+        raise StoreError(f"{url}: writing failed, nothing published ({failures[0]})")
+    root = output.version_path(version)
+    stored = {path[len(root) + 1 :] for path in output.fs.find(root)}
+    missing = expected_chunk_keys(_open_group(url, "r", output.storage_options)) - stored
     if missing:
         raise StoreError(
-            f"{version_path}: {len(missing)} expected chunk(s) missing after writing "
+            f"{url}: {len(missing)} expected chunk(s) missing after writing "
             f"(e.g. {sorted(missing)[0]}); nothing published, re-run to finish"
         )
 
 
-def _stored_keys(version_path: str) -> set[str]:
-    keys = set()
-    for directory, _, files in os.walk(version_path):
-        for name in files:
-            keys.add(
-                os.path.relpath(os.path.join(directory, name), version_path).replace(os.sep, "/")
-            )
-    return keys
-
-
 def _finalise(
-    version_path: str,
+    output: VersionedOutput,
+    version: str,
     plan: StorePlan,
     report: dict[str, Any],
     catalog_path: str,
@@ -402,7 +404,7 @@ def _finalise(
 
     The two non-Zarr files are added after consolidation so that zarr never walks over them.
     """
-    group = zarr.open_group(version_path, mode="r+")
+    group = _open_group(output.version_url(version), "r+", output.storage_options)
     group.attrs.update(
         {
             "title": "gait stride store",
@@ -431,13 +433,17 @@ def _finalise(
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        zarr.consolidate_metadata(version_path)
-    with tempfile.TemporaryDirectory() as tmp:  # h5py needs a local file; copy it after
+        zarr.consolidate_metadata(group.store, path=group.path)
+    root = output.version_path(version)
+    with tempfile.TemporaryDirectory() as tmp:  # h5py needs a local file; upload it after
         local = os.path.join(tmp, INDEX_NAME)
         write_stride_index(local, plan.stride_starts, plan.stride_ends, plan.table)
-        shutil.copyfile(local, os.path.join(version_path, INDEX_NAME))
-    with open(os.path.join(version_path, REPORT_NAME), "w") as f:
-        json.dump(report, f, indent=2)
+        output.fs.put_file(local, f"{root}/{INDEX_NAME}")
+    output.fs.pipe_file(f"{root}/{REPORT_NAME}", json.dumps(report, indent=2).encode())
+
+
+def _open_group(url: str, mode: str, storage_options: dict[str, Any]) -> zarr.Group:
+    return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options or None)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -526,9 +532,8 @@ def _report(
     }
 
 
-def _read_report(version_path: str) -> dict[str, Any]:
-    with open(os.path.join(version_path, REPORT_NAME)) as f:
-        return json.load(f)
+def _read_report(output: VersionedOutput, version: str) -> dict[str, Any]:
+    return json.loads(output.fs.cat_file(f"{output.version_path(version)}/{REPORT_NAME}"))
 
 
 def _result(output: str, version: str, report: dict[str, Any], *, up_to_date: bool) -> BuildResult:

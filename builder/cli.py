@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from builder.errors import BuilderError
@@ -21,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except BuilderError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted; re-run the same command to resume")
@@ -60,12 +62,26 @@ def _parser() -> argparse.ArgumentParser:
         help="local worker processes (default: CPU count)",
     )
     run.add_argument(
-        "--cluster", metavar="ADDRESS", help="existing Dask scheduler, e.g. tcp://host:8786"
+        "--cluster",
+        metavar="ADDRESS",
+        help=(
+            "existing Dask scheduler (tcp://host:8786), or a cluster to start: 'slurm' "
+            "(dask-jobqueue; --workers N jobs) or 'kubernetes' (Dask operator; --workers N "
+            "pods); resources come from Dask's config (see builder.cluster)"
+        ),
     )
     run.add_argument(
         "--fresh", action="store_true", help="ignore staged results; build a new version"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--read-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=600.0,
+        help="leave out a trial whose reader takes longer (default: %(default)g)",
+    )
+    _add_storage_options(run)
     run.set_defaults(handler=_run)
 
     info = sub.add_parser(
@@ -74,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the stride counts of a store and its build report.",
     )
     info.add_argument("url", metavar="URL", help="store path or URL")
+    _add_storage_options(info)
     info.set_defaults(handler=_info)
 
     export = sub.add_parser(
@@ -83,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("url", metavar="URL", help="store path or URL")
     export.add_argument("--to", metavar="FILE.h5", required=True, help="HDF5 file to write")
+    _add_storage_options(export)
     export.set_defaults(handler=_export_index)
 
     report = sub.add_parser(
@@ -100,8 +118,48 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder to write (default: <store name>-report in the current folder)",
     )
+    _add_storage_options(report)
     report.set_defaults(handler=_report)
     return parser
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="storage_options",
+        type=_key_value,
+        help=(
+            "fsspec/s3fs option for every URL (repeatable), e.g. endpoint_url=http://host:9000, "
+            "profile=lab, anon=true, client_kwargs.region_name=eu-west-1; VALUE is JSON when it "
+            "parses as JSON. Credentials usually come from the environment, AWS profiles or "
+            "fsspec's config instead; they are never written to the store, report or logs"
+        ),
+    )
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def storage_options(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """``[("client_kwargs.region_name", "x")]`` → ``{"client_kwargs": {"region_name": "x"}}``."""
+    options: dict[str, object] = {}
+    for key, value in pairs:
+        *parents, leaf = key.split(".")
+        node = options
+        for parent in parents:
+            node = node.setdefault(parent, {})  # type: ignore[assignment]
+        node[leaf] = value  # type: ignore[index]
+    return options
 
 
 def _positive_int(text: str) -> int:
@@ -131,6 +189,8 @@ def _run(args: argparse.Namespace) -> int:
         fresh=args.fresh,
         progress=not args.no_progress,
         variables=variables,
+        read_timeout_s=args.read_timeout,
+        storage_options=storage_options(args.storage_options),
     )
     build(catalog, options)
     return 0
@@ -139,8 +199,9 @@ def _run(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from builder.store.reader import open_group, read_report, stride_counts, stride_table
 
-    report = read_report(args.url)
-    counts = stride_counts(stride_table(args.url))
+    so = storage_options(args.storage_options)
+    report = read_report(args.url, so)
+    counts = stride_counts(stride_table(args.url, so))
     out = Console()
     table = Table(title=f"{args.url} — version {report['version']}, {report['n_strides']} strides")
     for column in ("dataset", "activity", "side", "strides", "% of total"):
@@ -160,7 +221,7 @@ def _info(args: argparse.Namespace) -> int:
             end_section=True,
         )
     out.print(table)
-    for dataset, source in sorted(open_group(args.url).attrs.get("datasets", {}).items()):
+    for dataset, source in sorted(open_group(args.url, so).attrs.get("datasets", {}).items()):
         out.print(
             f"[bold]{dataset}[/] ({source['licence']}): cite {source['citation']}", highlight=False
         )
@@ -191,8 +252,9 @@ def _export_index(args: argparse.Namespace) -> int:
     from builder.store.index_hdf5 import write_stride_index
     from builder.store.reader import open_group, stride_table
 
-    group = open_group(args.url)
-    table = stride_table(args.url)
+    so = storage_options(args.storage_options)
+    group = open_group(args.url, so)
+    table = stride_table(args.url, so)
     try:
         write_stride_index(
             args.to,
@@ -210,7 +272,7 @@ def _report(args: argparse.Namespace) -> int:
     from builder.report import default_report_dir, write_report
 
     out = args.out or default_report_dir(args.url)
-    index = write_report(args.url, out)
+    index = write_report(args.url, out, storage_options=storage_options(args.storage_options))
     Console(stderr=True).print(f"Wrote {index}", highlight=False)
     return 0
 

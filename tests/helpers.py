@@ -63,7 +63,7 @@ def side(recording: TrialRecording, name: str) -> SideRecording:
     return found
 
 
-def demo_catalog(folder: Path, raw_root: Path) -> Path:
+def demo_catalog(folder: Path, raw_root: Path | str) -> Path:
     """The bundled demo catalogue's C3D source alone, pointed at ``raw_root`` (for subsets
     and CLI runs; the 14 included datasets have their own tests)."""
     catalog = yaml.safe_load(bundled_catalog("demo").read_text())

@@ -15,7 +15,7 @@ import zarr
 from builder.errors import StoreError
 from builder.store.reader import open_store
 from builder.store.staging import Staging, TrialOutcome
-from builder.store.versions import VersionedOutput
+from builder.store.versions import versioned_output
 
 
 def write_version(path: str, value: float) -> None:
@@ -26,7 +26,7 @@ def write_version(path: str, value: float) -> None:
 
 
 def test_before_the_first_build_completes_readers_get_a_clear_error(tmp_path: Path) -> None:
-    output = VersionedOutput(str(tmp_path / "gait.zarr"))
+    output = versioned_output(str(tmp_path / "gait.zarr"))
     output.new_version()
     with pytest.raises(
         ValueError, match="no complete build of this store exists yet; a build is under way"
@@ -38,7 +38,7 @@ def test_before_the_first_build_completes_readers_get_a_clear_error(tmp_path: Pa
 
 def test_publish_moves_the_pointer_and_readers_keep_the_old_build_meanwhile(tmp_path: Path) -> None:
     url = str(tmp_path / "gait.zarr")
-    output = VersionedOutput(url)
+    output = versioned_output(url)
     first = output.new_version()
     write_version(output.version_path(first), 1.0)
     output.publish(first)
@@ -54,7 +54,7 @@ def test_publish_moves_the_pointer_and_readers_keep_the_old_build_meanwhile(tmp_
 
 
 def test_prune_keeps_the_published_and_newest_versions(tmp_path: Path) -> None:
-    output = VersionedOutput(str(tmp_path / "gait.zarr"))
+    output = versioned_output(str(tmp_path / "gait.zarr"))
     made = [output.new_version() for _ in range(4)]
     for version in made:
         write_version(output.version_path(version), 0.0)
@@ -66,7 +66,7 @@ def test_prune_keeps_the_published_and_newest_versions(tmp_path: Path) -> None:
 def test_refuses_to_replace_a_directory_it_did_not_write(tmp_path: Path) -> None:
     (tmp_path / "gait.zarr").mkdir()
     with pytest.raises(StoreError, match="not written by builder"):
-        VersionedOutput(str(tmp_path / "gait.zarr")).published()
+        versioned_output(str(tmp_path / "gait.zarr")).published()
 
 
 def test_staged_outcomes_round_trip_and_torn_files_count_as_unfinished(tmp_path: Path) -> None:

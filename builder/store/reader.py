@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import fsspec
@@ -55,7 +54,7 @@ def stride_counts(table: pd.DataFrame) -> pd.DataFrame:
 def _check_complete(url: str, storage_options: dict[str, Any] | None) -> None:
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     if not fs.exists(f"{path.rstrip('/')}/zarr.json"):
-        if os.path.isdir(f"{path}.build"):
+        if fs.exists(f"{path.rstrip('/')}.build"):
             raise StoreError(
                 f"{url}: no complete build yet (a build is under way or was interrupted)"
             )

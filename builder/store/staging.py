@@ -15,6 +15,8 @@ import io
 import json
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +27,9 @@ import numpy as np
 
 from builder.errors import StoreError
 from builder.records import StrideBatch, TrialSpec
+
+LOCK_HEARTBEAT_S = 30.0  # object stores: how often a build refreshes its lock
+LOCK_STALE_S = 300.0  # … and when a lock that is not refreshed counts as left by a dead build
 
 # Bump when stride processing changes in a way that changes results.
 PROCESSING_REVISION = 1
@@ -178,6 +183,15 @@ class Staging:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """One build per output at a time; a lock left by a killed build is taken over."""
+        if _is_local(self.fs):
+            with self._local_lock():
+                yield
+        else:
+            with self._object_store_lock():
+                yield
+
+    @contextlib.contextmanager
+    def _local_lock(self) -> Iterator[None]:
         path = self._path("lock")
         self.fs.makedirs(self.root, exist_ok=True)
         me = {"host": socket.gethostname(), "pid": os.getpid()}
@@ -189,16 +203,57 @@ class Staging:
             except FileExistsError:
                 holder = _read_json(path)
                 if holder and _alive(holder):
-                    raise StoreError(
-                        f"{self.url}: another build (pid {holder['pid']} on {holder['host']}) "
-                        "is writing this output; wait for it or stop it first"
-                    ) from None
+                    raise self._busy(holder) from None
                 os.remove(path)  # stale: its build was killed
         try:
             yield
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
+
+    @contextlib.contextmanager
+    def _object_store_lock(self) -> Iterator[None]:
+        """Object stores have no create-if-absent: the holder rewrites the lock every
+        ``LOCK_HEARTBEAT_S``; a lock older than ``LOCK_STALE_S`` belongs to a dead build.
+        After writing, the lock is read back, so of two builds starting together one yields."""
+        path = self._path("lock")
+        holder = self._lock_holder(path)
+        if holder and time.time() - holder.get("heartbeat", 0) < LOCK_STALE_S:
+            raise self._busy(holder)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+        self.fs.pipe_file(path, json.dumps({**me, "heartbeat": time.time()}).encode())
+        time.sleep(0.2)
+        holder = self._lock_holder(path)
+        if not holder or holder.get("token") != me["token"]:
+            raise self._busy(holder or me)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(LOCK_HEARTBEAT_S):
+                with contextlib.suppress(OSError):
+                    self.fs.pipe_file(path, json.dumps({**me, "heartbeat": time.time()}).encode())
+
+        thread = threading.Thread(target=beat, name="builder-lock-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with contextlib.suppress(FileNotFoundError, OSError):
+                self.fs.rm_file(path)
+
+    def _lock_holder(self, path: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(path))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _busy(self, holder: dict[str, Any]) -> StoreError:
+        return StoreError(
+            f"{self.url}: another build (pid {holder.get('pid')} on {holder.get('host')}) is "
+            "writing this output; wait for it or stop it first"
+        )
 
     # manifest ------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:

@@ -170,7 +170,7 @@ def write_stride_region(
         "stride": np.arange(region.start, region.stop, dtype=np.int64),
         **table,
     }
-    _write(version_path, values, region)
+    _write(version_path, values, region, staging)
     return n
 
 
@@ -187,14 +187,18 @@ def write_emg_region(
     rows = np.concatenate(blocks) if blocks else np.empty((0, len(MUSCLES)), np.float32)
     if rows.shape[0] != region.stop - region.start:
         raise RuntimeError(f"EMG rows {region.start}:{region.stop}: staged results do not fill it")
-    _write(version_path, {"emg": rows}, region)
+    _write(version_path, {"emg": rows}, region, staging)
     return rows.shape[0]
 
 
-def _write(version_path: str, values: dict[str, np.ndarray], region: slice) -> None:
+def _write(
+    version_url: str, values: dict[str, np.ndarray], region: slice, staging: Staging
+) -> None:
     # Whole-chunk writes of fill values must still create the chunk: the build verifies
     # that every expected chunk exists.
     with zarr.config.set({"array.write_empty_chunks": True}):
-        group = zarr.open_group(version_path, mode="r+")
+        group = zarr.open_group(
+            version_url, mode="r+", storage_options=staging.storage_options or None
+        )
         for name, data in values.items():
             group[name][region] = data

@@ -1,0 +1,250 @@
+"""Object storage: raw files in one bucket, the store in another, on a real S3-compatible server
+over HTTP (moto's ThreadedMotoServer on port 0), behind a proxy that can answer 503 SlowDown."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+import s3fs
+import xarray as xr
+import yaml
+import zarr
+from moto.server import ThreadedMotoServer
+from rich.console import Console
+from s3proxy import FaultyProxy
+
+from builder.build import BuildOptions, build
+from builder.catalog import bundled_catalog
+from builder.errors import BuilderError
+from builder.store.layout import ARRAYS
+from builder.store.versions import CopiedOutput
+
+from helpers import copy_demo_subset, demo_catalog
+
+pytestmark = pytest.mark.cluster
+
+SECRET = "s3cr3t-that-must-never-be-written"
+KEY_ID = "AKIATESTKEYID000"
+MINIATURES = ("siat_llmd2023", "embry2018")  # CSV files and one MAT v7.3 (HDF5) file
+
+
+@dataclass
+class S3:
+    endpoint: str  # the server itself
+    proxy: FaultyProxy  # in front of it: the builder talks to this one
+    raw: Path  # the same raw files on local disk, for reference builds
+
+    def options(self, through_proxy: bool = True) -> dict:
+        return {"endpoint_url": self.proxy.url if through_proxy else self.endpoint}
+
+    def fs(self) -> s3fs.S3FileSystem:
+        return s3fs.S3FileSystem(endpoint_url=self.endpoint, key=KEY_ID, secret=SECRET)
+
+
+@pytest.fixture(scope="module")
+def s3(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    # Credentials from the usual place (the environment), never from the catalogue.
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = KEY_ID, SECRET
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    for bucket in ("raw", "stores"):
+        client.create_bucket(Bucket=bucket)
+    raw = tmp_path_factory.mktemp("raw")
+    copy_demo_subset(demo_root, raw / "demo", ("S01",))
+    write_miniatures_subset(raw / "datasets")
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key=KEY_ID, secret=SECRET)
+    fs.put(str(raw) + "/", "raw/", recursive=True)
+    proxy = FaultyProxy(endpoint)
+    yield S3(endpoint, proxy, raw)
+    proxy.close()
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def write_miniatures_subset(folder: Path) -> None:
+    from builder.demo import datasets as registry
+
+    registry.miniature_sources()
+    for source in MINIATURES:
+        (folder / source).mkdir(parents=True)
+        registry.MINIATURES[source](folder / source)
+
+
+def catalogue(folder: Path, root: str) -> Path:
+    """The demo's C3D source (subject S01) and two miniature datasets, all under ``root``."""
+    demo = yaml.safe_load(demo_catalog(folder, f"{root}/demo").read_text())
+    datasets = yaml.safe_load(bundled_catalog("datasets").read_text())["sources"]
+    for source in MINIATURES:
+        entry = datasets[source]
+        for key in ("urlpath", "root"):
+            entry["args"][key] = entry["args"][key].replace(
+                "{{ env(GAIT_DATA_ROOT) }}", f"{root}/datasets"
+            )
+        demo["sources"][source] = entry
+    path = folder / "catalog.yaml"
+    path.write_text(yaml.safe_dump(demo, sort_keys=False))
+    return path
+
+
+def build_here(catalog: Path, output: str, storage_options: dict, **changes) -> object:
+    options = BuildOptions(
+        output=output,
+        workers=2,
+        progress=False,
+        dashboard_address=":0",
+        storage_options=storage_options,
+        **changes,
+    )
+    return build(str(catalog), options, console=Console(quiet=True))
+
+
+def assert_same_store(a: zarr.Group, b: zarr.Group) -> None:
+    for spec in ARRAYS:
+        if spec.name == "source_path":  # s3://raw/... versus a local path
+            continue
+        x, y = a[spec.name][...], b[spec.name][...]
+        if x.dtype.kind == "f":
+            np.testing.assert_array_equal(x, y, err_msg=spec.name)
+        else:
+            assert (np.asarray(x) == np.asarray(y)).all(), spec.name
+
+
+@pytest.fixture(scope="module")
+def reference(s3: S3, tmp_path_factory: pytest.TempPathFactory) -> zarr.Group:
+    folder = tmp_path_factory.mktemp("reference")
+    build_here(catalogue(folder, str(s3.raw)), str(folder / "gait.zarr"), {})
+    return zarr.open_group(str(folder / "gait.zarr"), mode="r")
+
+
+def test_build_from_one_bucket_into_another_through_503s(s3: S3, reference, tmp_path) -> None:
+    """The CLI with credentials from the environment, every tenth request answered 503."""
+    s3.proxy.policy = lambda method, path, n: n % 10 == 0
+    catalog = catalogue(tmp_path, "s3://raw")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    log = subprocess.run(
+        [sys.executable, "-m", "builder", "run", "--catalog", str(catalog),
+         "--output", "s3://stores/gait.zarr", "--workers", "2", "--no-progress",
+         "--storage-option", f"endpoint_url={s3.proxy.url}"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    s3.proxy.policy = lambda method, path, n: False
+    assert log.returncode == 0, log.stderr[-3000:]
+    assert s3.proxy.failed > 20  # the 503s happened, and were retried
+
+    ds = xr.open_zarr("s3://stores/gait.zarr", storage_options=s3.options(through_proxy=False))
+    assert set(ds.dataset.values.tolist()) == {"demo", "SIAT-LLMD", "Embry2018"}
+    assert all(p.startswith("s3://raw/") for p in set(ds.source_path.values.tolist()))
+    remote = zarr.open_group(
+        "s3://stores/gait.zarr", mode="r", storage_options=s3.options(through_proxy=False)
+    )
+    assert_same_store(remote, reference)
+
+    # The credentials are nowhere: not in the store, its report, the resume state, the logs.
+    fs = s3.fs()
+    for path in fs.find("stores/"):
+        assert SECRET.encode() not in fs.cat_file(path), path
+    assert SECRET not in log.stdout + log.stderr
+
+    info = subprocess.run(
+        [sys.executable, "-m", "builder", "info", "s3://stores/gait.zarr",
+         "--storage-option", f"endpoint_url={s3.endpoint}"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert info.returncode == 0 and "SIAT-LLMD" in info.stdout, info.stderr
+
+
+def test_readers_of_the_previous_version_keep_reading_it_across_a_publish(s3: S3, tmp_path) -> None:
+    catalog = catalogue(tmp_path, "s3://raw")
+    output = "s3://stores/readers.zarr"
+    first = build_here(catalog, output, s3.options())
+    before = xr.open_zarr(output, storage_options=s3.options(False))  # lazily, version 1
+    knee_before = before.kinematics.isel(stride=slice(0, 8)).sel(joint="knee").values
+
+    fs = s3.fs()  # a new trial arrives; version 2 is built and published
+    source = "raw/demo/S01/walk_v0.80_i+0_t01.c3d"
+    fs.copy(source, "raw/demo/S01/walk_v0.80_i+0_t03.c3d")
+    try:
+        second = build_here(catalog, output, s3.options())
+    finally:
+        fs.rm_file("raw/demo/S01/walk_v0.80_i+0_t03.c3d")
+    assert second.version != first.version and second.n_strides == first.n_strides + 16
+
+    # The old reader's chunks were not overwritten: it still reads version 1, whole.
+    np.testing.assert_array_equal(
+        before.kinematics.isel(stride=slice(0, 8)).sel(joint="knee").values, knee_before
+    )
+    assert before.emg_envelope.load().sizes["stride"] == first.n_strides
+    after = xr.open_zarr(output, storage_options=s3.options(False))
+    assert (
+        after.sizes["stride"] == second.n_strides and after.attrs["build_version"] == second.version
+    )
+
+
+def test_interrupted_publish_never_shows_a_half_store_and_the_next_run_finishes(
+    s3: S3, tmp_path, monkeypatch
+) -> None:
+    catalog = catalogue(tmp_path, "s3://raw")
+    output = "s3://stores/interrupted.zarr"
+
+    def crash_before_the_switch(self: CopiedOutput, version: str) -> None:
+        source = self.version_path(version)
+        body = [p for p in self.fs.find(source) if not p.endswith(f"{version}/zarr.json")]
+        self.fs.copy(
+            body[: len(body) // 2], [self.path + p[len(source) :] for p in body[: len(body) // 2]]
+        )
+        raise ConnectionError("the client died while publishing")
+
+    monkeypatch.setattr(CopiedOutput, "publish", crash_before_the_switch)
+    with pytest.raises((ConnectionError, BuilderError)):
+        build_here(catalog, output, s3.options())
+    # Nothing complete was ever published: readers get the clear "under way" error.
+    with pytest.raises(ValueError, match="no complete build of this store exists yet"):
+        xr.open_zarr(output, storage_options=s3.options(False))
+    monkeypatch.undo()
+
+    finished = build_here(catalog, output, s3.options())  # resumes: every trial is staged
+    ds = xr.open_zarr(output, storage_options=s3.options(False))
+    assert (
+        ds.sizes["stride"] == finished.n_strides and ds.attrs["build_version"] == finished.version
+    )
+
+
+def test_persistent_storage_errors_fail_clearly_and_keep_the_previous_version(
+    s3: S3, tmp_path
+) -> None:
+    catalog = catalogue(tmp_path, "s3://raw")
+    output = "s3://stores/persistent.zarr"
+    first = build_here(catalog, output, s3.options())
+
+    fs = s3.fs()
+    fs.copy("raw/demo/S01/walk_v0.80_i+0_t01.c3d", "raw/demo/S01/walk_v0.80_i+0_t04.c3d")
+    s3.proxy.policy = lambda method, path, n: (
+        method in ("PUT", "POST", "DELETE") and path.startswith("/stores/")
+    )
+    try:
+        with pytest.raises(BuilderError, match="storage") as info:
+            build_here(catalog, output, s3.options())
+        assert "\n" not in str(info.value) and "previous version is intact" in str(info.value)
+    finally:
+        s3.proxy.policy = lambda method, path, n: False
+        fs.rm_file("raw/demo/S01/walk_v0.80_i+0_t04.c3d")
+    ds = xr.open_zarr(output, storage_options=s3.options(False))
+    assert ds.attrs["build_version"] == first.version and ds.sizes["stride"] == first.n_strides
