@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +14,9 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+from dask.distributed import Client
+
+from builder.store.reader import read_report
 
 from helpers import assert_same_arrays, build_store, copy_demo_subset, demo_catalog
 
@@ -18,18 +24,21 @@ pytestmark = pytest.mark.cluster
 DASK = str(Path(sys.executable).with_name("dask"))  # the `dask` command of this environment
 
 
-@pytest.fixture
-def scheduler_address(tmp_path: Path) -> Iterator[str]:
-    """A scheduler and two single-threaded worker processes on loopback."""
-    scheduler_file = tmp_path / "scheduler.json"
-    common = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    processes = [
-        subprocess.Popen(
-            [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-            **common,
-        )
-    ]  # fmt: skip
+@contextlib.contextmanager
+def dask_processes(folder: Path, *, nanny: bool, log: Path | None = None) -> Iterator[str]:
+    """A `dask scheduler` and two single-threaded `dask worker` processes on loopback (each
+    worker under a nanny that restarts it if it dies, or alone); yields the scheduler address.
+    ``log``: where the scheduler's log goes."""
+    scheduler_file = folder / "scheduler.json"
+    common = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
+    with open(log or os.devnull, "w") as scheduler_log:
+        processes = [
+            subprocess.Popen(
+                [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                 "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                **{**common, "stderr": scheduler_log},
+            )
+        ]  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while not scheduler_file.exists():
@@ -40,13 +49,11 @@ def scheduler_address(tmp_path: Path) -> Iterator[str]:
         for _ in range(2):
             processes.append(
                 subprocess.Popen(
-                    [DASK, "worker", address, "--nthreads", "1",
-                     "--no-dashboard", "--no-nanny"],
+                    [DASK, "worker", address, "--nthreads", "1", "--no-dashboard",
+                     "--nanny" if nanny else "--no-nanny"],
                     **common,
                 )
             )  # fmt: skip
-        from dask.distributed import Client
-
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=60)
         yield address
@@ -58,6 +65,21 @@ def scheduler_address(tmp_path: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture
+def scheduler_address(tmp_path: Path) -> Iterator[str]:
+    """A scheduler and two single-threaded worker processes (no nannies) on loopback."""
+    with dask_processes(tmp_path, nanny=False) as address:
+        yield address
+
+
+@pytest.fixture
+def nanny_cluster(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A scheduler and two nanny-managed single-threaded workers: (address, scheduler log)."""
+    log = tmp_path / "scheduler.log"
+    with dask_processes(tmp_path, nanny=True, log=log) as address:
+        yield address, log
 
 
 def test_build_on_an_existing_scheduler_equals_a_local_build(
@@ -74,3 +96,68 @@ def test_build_on_an_existing_scheduler_equals_a_local_build(
     local = build_store(catalog, tmp_path / "local.zarr", workers=1)
     assert xr.open_zarr(tmp_path / "remote.zarr").sizes["stride"] == local.n_strides == 10 * 16
     assert_same_arrays(tmp_path / "remote.zarr", tmp_path / "local.zarr")
+
+
+def staged_outcomes(output: Path) -> set[str]:
+    """Trial keys whose outcome is staged beside ``output``."""
+    trials = Path(f"{output}.build") / "trials"
+    return {p.stem for p in trials.glob("*.json")} if trials.is_dir() else set()
+
+
+def test_a_worker_killed_mid_build_changes_nothing(
+    nanny_cluster: tuple[str, Path], demo_root: Path, tmp_path: Path
+) -> None:
+    """SIGKILL of one worker process while it runs a trial: its tasks run again elsewhere,
+    the build finishes with every trial, and the store equals a clean local build."""
+    address, scheduler_log = nanny_cluster
+    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01", "S03"))
+    catalog = demo_catalog(tmp_path, raw)
+    output = tmp_path / "remote.zarr"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "builder", "run", "--catalog", str(catalog),
+         "--output", str(output), "--cluster", address, "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        with Client(address, timeout=60) as client:
+            deadline = time.monotonic() + 120
+            while len(staged_outcomes(output)) < 2:  # trials are being processed
+                assert build.poll() is None, build.communicate()[0]
+                assert time.monotonic() < deadline, "the build made no progress"
+                time.sleep(0.02)
+            pids = client.run(os.getpid)  # worker processes, not their nannies
+            running = client.run(
+                lambda dask_worker: [str(ts.key) for ts in dask_worker.state.executing]
+            )
+            victim = max(running, key=lambda worker: len(running[worker]))
+            assert any(k.startswith("trial-") for k in running[victim]), running
+            os.kill(pids[victim], signal.SIGKILL)
+            staged_at_kill = staged_outcomes(output)
+            log, _ = build.communicate(timeout=300)
+            removed = [
+                event
+                for _, event in client.get_events(victim)
+                if isinstance(event, dict) and event.get("action") == "remove-worker"
+            ]
+            client.wait_for_workers(2, timeout=60)  # the nanny started a fresh worker
+            assert victim not in client.nthreads()
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.wait()
+    assert build.returncode == 0, log
+
+    # The scheduler saw the worker die with trials on it, and they ran again elsewhere.
+    assert f"Remove worker addr: {victim}" in scheduler_log.read_text()
+    (event,) = removed
+    assert event["expected"] is False
+    lost = {k.removeprefix("trial-") for k in event["processing-tasks"] if k.startswith("trial-")}
+    assert lost - staged_at_kill, "the killed worker was running an unfinished trial"
+    assert lost <= staged_outcomes(output)
+    print("DEBUG victim", victim, "running", running, "lost", lost, "staged_at_kill", len(staged_at_kill))
+
+    report = read_report(str(output))
+    assert report["n_trials_left_out"] == 0 and report["n_trials_built"] == 20, log
+    clean = build_store(catalog, tmp_path / "clean.zarr", workers=2)
+    assert_same_arrays(output, tmp_path / "clean.zarr")
+    assert xr.open_zarr(output).sizes["stride"] == clean.n_strides == 20 * 16

@@ -1,0 +1,303 @@
+"""The Dask cluster a build runs on: ``builder run [--cluster ADDRESS|slurm|kubernetes]``.
+
+``connect(cluster, workers, dashboard_address)`` is a context manager that yields a
+``dask.distributed.Client`` and tears down whatever it started:
+
+==============================================  =================================================
+``cluster``                                     what runs the trials
+==============================================  =================================================
+``None`` (no ``--cluster``)                     a ``LocalCluster``: ``workers`` single-threaded
+                                                worker processes (default: CPU count)
+``tcp://host:8786``, ``tls://…``, ``ws://…``,   an existing scheduler (``dask scheduler``, a
+``host:8786``                                   compose or Dask-operator cluster); ``workers`` is
+                                                ignored
+``slurm``                                       ``dask_jobqueue.SLURMCluster``: the scheduler
+                                                runs in this process, ``workers`` SLURM jobs
+                                                (default 1) each run ``cores`` single-threaded
+                                                worker processes; extra ``gait-builder[slurm]``
+``kubernetes``                                  ``dask_kubernetes.operator.KubeCluster``: a
+                                                ``DaskCluster`` resource with ``workers`` worker
+                                                pods (default 2), one single-threaded worker
+                                                each; extra ``gait-builder[kubernetes]``
+==============================================  =================================================
+
+Resources come from Dask's configuration system (YAML files in ``~/.config/dask/``, or
+``DASK_*`` environment variables where ``__`` separates levels), never from the command line:
+
+SLURM (``jobqueue.slurm.*``, e.g. ``~/.config/dask/jobqueue.yaml``)
+    ``cores`` and ``memory`` per job are required (``DASK_JOBQUEUE__SLURM__CORES=16``,
+    ``DASK_JOBQUEUE__SLURM__MEMORY=64GB``); ``processes`` defaults to ``cores`` here (one
+    single-threaded worker per core, as locally); ``queue``, ``account``, ``walltime``,
+    ``job-extra-directives``, ``job-script-prologue`` (e.g. activate an environment),
+    ``interface`` (the network the compute nodes reach this process on, e.g. ``ib0``),
+    ``local-directory``, ``python`` (default: this interpreter) as dask-jobqueue documents them.
+    ``sbatch`` must be on ``PATH``: run the build on a login node or inside a small job
+    (``deploy/slurm/build.sbatch``).
+
+Kubernetes (``kubernetes.*``, e.g. ``~/.config/dask/kubernetes.yaml``; needs the Dask
+Kubernetes operator installed in the cluster and a kube config or in-cluster service account)
+    ``kubernetes.image`` (``DASK_KUBERNETES__IMAGE``) is required: an image with gait-builder
+    installed (``deploy/Dockerfile``); the stock ``ghcr.io/dask/dask`` image is refused unless
+    ``kubernetes.env`` installs gait-builder through ``EXTRA_PIP_PACKAGES``. Also read:
+    ``kubernetes.namespace``, ``kubernetes.name`` (``{user}``, ``{uuid}`` filled in),
+    ``kubernetes.env``, ``kubernetes.resources``, ``kubernetes.worker-command`` (``--nthreads 1``
+    is added unless it names ``--nthreads``), ``kubernetes.scheduler-service-type``,
+    ``kubernetes.idle-timeout``. ``kubernetes.custom-cluster-spec`` (a path to a YAML file, whose
+    ``DaskCluster`` document is used, e.g. ``deploy/kubernetes/daskcluster.yaml``, or a mapping)
+    replaces the generated resource; use it to mount volumes. ``--workers N`` then sets its
+    worker replicas.
+
+Whatever the cluster, its scheduler and workers run the same gait-builder and Python
+environment as the client (the same image, or the same virtual environment on a shared
+filesystem), and the workers see the raw files at the paths the catalogue names and the output
+at the path given to ``--output`` (a shared filesystem or object-storage URLs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import importlib
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import dask.config
+import yaml
+from dask.distributed import Client, LocalCluster
+
+from builder.errors import BuilderError
+
+KINDS = ("slurm", "kubernetes")
+EXTRAS = {"slurm": "dask_jobqueue", "kubernetes": "dask_kubernetes.operator"}
+DEFAULT_SLURM_JOBS = 1
+DEFAULT_KUBERNETES_WORKERS = 2
+STOCK_DASK_IMAGE = "ghcr.io/dask/dask"
+
+# tcp://host:8786, tls://…, ws://…, ucx://…, inproc://…; or host:port, [ipv6]:port
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+_HOST_PORT = re.compile(r"^(\[[0-9a-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$", re.IGNORECASE)
+
+
+def cluster_kind(cluster: str | None) -> str:
+    """``"local"``, ``"address"``, ``"slurm"`` or ``"kubernetes"`` for a ``--cluster`` value."""
+    if cluster is None or not cluster.strip():
+        return "local"
+    text = cluster.strip()
+    if _URL.match(text) or _HOST_PORT.match(text):
+        return "address"
+    if text.lower() in KINDS:
+        return text.lower()
+    raise BuilderError(
+        f"--cluster {cluster!r}: neither a scheduler address (tcp://host:8786, host:8786) "
+        f"nor a cluster to start ({', '.join(KINDS)})"
+    )
+
+
+@contextlib.contextmanager
+def connect(
+    cluster: str | None, workers: int | None = None, dashboard_address: str = ":8787"
+) -> Iterator[Client]:
+    """A client of the cluster ``cluster`` names (see the module docstring); what this starts
+    (a local cluster, SLURM jobs, a DaskCluster resource) is shut down on exit."""
+    kind = cluster_kind(cluster)
+    if kind == "local":
+        with (
+            LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=dashboard_address,
+                silence_logs=logging.ERROR,
+            ) as local,
+            Client(local) as client,
+        ):
+            yield client
+    elif kind == "address":
+        address = str(cluster).strip()
+        try:
+            client = Client(address)
+        except (OSError, TimeoutError) as exc:
+            raise BuilderError(
+                f"--cluster {address}: cannot reach the Dask scheduler ({_one_line(exc)})"
+            ) from None
+        with client:
+            yield client
+    elif kind == "slurm":
+        submit = _slurm_submit_command()
+        if shutil.which(submit) is None:
+            raise BuilderError(
+                f"--cluster slurm: {submit!r} not found on PATH; run the build on a SLURM login "
+                "or compute node (see deploy/slurm/build.sbatch)"
+            )
+        with slurm_cluster(dashboard_address) as slurm:
+            slurm.scale(jobs=workers or DEFAULT_SLURM_JOBS)
+            with Client(slurm) as client:
+                yield client
+    else:
+        spec = kubernetes_cluster_spec(workers)
+        operator = _require("kubernetes")
+        _kubernetes_credentials()
+        try:
+            kube = operator.KubeCluster(custom_cluster_spec=spec)
+        except Exception as exc:  # no kube config, no operator, scheduler pod failing…
+            raise BuilderError(
+                f"--cluster kubernetes: cannot start DaskCluster {spec['metadata']['name']!r} "
+                f"({type(exc).__name__}: {_one_line(exc)})"
+            ) from None
+        with kube, Client(kube) as client:
+            yield client
+
+
+# --- SLURM --------------------------------------------------------------------------------
+
+
+def slurm_cluster(dashboard_address: str = ":8787") -> Any:
+    """A ``dask_jobqueue.SLURMCluster`` from the ``jobqueue.slurm`` configuration, with no job
+    submitted yet (``connect`` scales it; ``cluster.job_script()`` shows a worker job).
+
+    One single-threaded worker process per core unless ``jobqueue.slurm.processes`` says
+    otherwise."""
+    jobqueue = _require("slurm")
+    cores = dask.config.get("jobqueue.slurm.cores", None)
+    memory = dask.config.get("jobqueue.slurm.memory", None)
+    if not cores or not memory:
+        raise BuilderError(
+            "--cluster slurm: set the cores and memory of one worker job in Dask's config: "
+            "jobqueue.slurm.cores and jobqueue.slurm.memory (~/.config/dask/jobqueue.yaml, or "
+            "DASK_JOBQUEUE__SLURM__CORES=16 DASK_JOBQUEUE__SLURM__MEMORY=64GB)"
+        )
+    processes = dask.config.get("jobqueue.slurm.processes", None) or int(cores)
+    scheduler = dask.config.get("jobqueue.slurm.scheduler-options", None) or {}
+    try:
+        return jobqueue.SLURMCluster(
+            processes=processes,
+            scheduler_options={"dashboard_address": dashboard_address, **scheduler},
+            silence_logs=logging.ERROR,
+        )
+    except (ValueError, TypeError, OSError) as exc:
+        raise BuilderError(f"--cluster slurm: {_one_line(exc)}") from None
+
+
+def _slurm_submit_command() -> str:
+    jobqueue = _require("slurm")
+    return str(jobqueue.SLURMCluster.job_cls.submit_command)
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+
+
+def kubernetes_cluster_spec(workers: int | None = None) -> dict[str, Any]:
+    """The ``DaskCluster`` resource (kubernetes.dask.org/v1) ``--cluster kubernetes`` creates,
+    from the ``kubernetes.*`` configuration; ``workers`` sets its worker replicas."""
+    operator = _require("kubernetes")
+    custom = dask.config.get("kubernetes.custom-cluster-spec", None)
+    if custom:
+        spec = _custom_cluster_spec(custom)
+        if workers:
+            spec["spec"]["worker"]["replicas"] = workers
+        return spec
+
+    image = dask.config.get("kubernetes.image", None)
+    env = dask.config.get("kubernetes.env", None) or {}
+    extra_pip = isinstance(env, dict) and "EXTRA_PIP_PACKAGES" in env
+    if not image or (str(image).startswith(STOCK_DASK_IMAGE) and not extra_pip):
+        raise BuilderError(
+            "--cluster kubernetes: set kubernetes.image (DASK_KUBERNETES__IMAGE) to an image "
+            "with gait-builder installed (deploy/Dockerfile); the stock Dask image lacks it"
+        )
+    name = _cluster_name(str(dask.config.get("kubernetes.name", None) or "gait-{user}-{uuid}"))
+    count = workers or dask.config.get("kubernetes.count.start", None) or DEFAULT_KUBERNETES_WORKERS
+    spec = operator.make_cluster_spec(
+        name=name,
+        image=image,
+        n_workers=int(count),
+        resources=dask.config.get("kubernetes.resources", None) or None,
+        env=env or None,
+        worker_command=_worker_command(dask.config.get("kubernetes.worker-command", None)),
+        scheduler_service_type=dask.config.get("kubernetes.scheduler-service-type", "ClusterIP"),
+        idle_timeout=dask.config.get("kubernetes.idle-timeout", None) or 0,
+    )
+    for container in spec["spec"]["scheduler"]["spec"]["containers"]:
+        # dask-kubernetes still writes the `dask-scheduler` command distributed has dropped
+        if container.get("args", [])[:1] == ["dask-scheduler"]:
+            container["args"] = ["dask", "scheduler", *container["args"][1:]]
+    return spec
+
+
+def _kubernetes_credentials() -> None:
+    """Fail in one line, before any resource exists, where no cluster can be reached."""
+    import kr8s  # a dependency of dask-kubernetes
+
+    try:
+        kr8s.api()
+    except Exception as exc:
+        raise BuilderError(
+            "--cluster kubernetes: no Kubernetes credentials (kube config or in-cluster service "
+            f"account): {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
+
+
+def _worker_command(configured: str | list[str] | None) -> list[str]:
+    command = configured.split() if isinstance(configured, str) else list(configured or [])
+    if not command or command[0] == "dask-worker":  # dask-kubernetes' default, long removed
+        command = ["dask", "worker", *command[1:]]
+    if not any(arg == "--nthreads" or arg.startswith("--nthreads=") for arg in command):
+        command += ["--nthreads", "1"]
+    return command
+
+
+def _custom_cluster_spec(custom: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(custom, dict):
+        documents = [custom]
+        where = "kubernetes.custom-cluster-spec"
+    else:
+        where = str(custom)
+        try:
+            with open(os.path.expanduser(where)) as f:
+                documents = [d for d in yaml.safe_load_all(f) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            raise BuilderError(
+                f"{where}: cannot read the DaskCluster spec ({_one_line(exc)})"
+            ) from None
+    found = [d for d in documents if isinstance(d, dict) and d.get("kind") == "DaskCluster"]
+    if len(found) != 1:
+        raise BuilderError(f"{where}: expected one DaskCluster resource, found {len(found)}")
+    spec = yaml.safe_load(yaml.safe_dump(found[0]))  # a private deep copy
+    spec["metadata"]["name"] = _cluster_name(str(spec["metadata"]["name"]))
+    return spec
+
+
+def _cluster_name(template: str) -> str:
+    try:
+        name = template.format(user=getpass.getuser(), uuid=uuid.uuid4().hex[:10], **os.environ)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise BuilderError(f"kubernetes.name {template!r}: {_one_line(exc)}") from None
+    name = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-.")[:63].rstrip("-.")
+    if not name:
+        raise BuilderError(f"kubernetes.name {template!r}: not a valid resource name")
+    return name
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _require(kind: str) -> ModuleType:
+    """The module behind the optional cluster ``kind``, or a one-line error naming the extra."""
+    try:
+        return importlib.import_module(EXTRAS[kind])
+    except ImportError as exc:
+        raise BuilderError(
+            f"--cluster {kind} needs the optional extra: pip install 'gait-builder[{kind}]' "
+            f"({_one_line(exc)})"
+        ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
