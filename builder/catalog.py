@@ -35,7 +35,7 @@ from builder.conventions import ACTIVITIES, POPULATIONS, EmgKind
 from builder.errors import CatalogError
 from builder.processing.emg import EmgProcessing
 from builder.records import RECORDING_METADATA, TrialSpec
-from builder.sources import available_adapters, get_adapter
+from builder.sources import available_adapters, get_adapter, within_root
 
 # Trial-table columns a path pattern may fill, and their types.
 _COLUMN_TYPES: dict[str, type] = {
@@ -271,7 +271,7 @@ def _expand_source(
         raise _Unavailable(
             f"no adapter for driver {entry.driver!r} yet (available: {known})"
         ) from None
-    adapter_args = {k: v for k, v in entry.args.items() if k != "urlpath"}
+    adapter_args = {k: v for k, v in entry.args.items() if k not in ("urlpath", "root")}
     try:
         options = adapter.options_model.model_validate(adapter_args)
     except ValidationError as exc:
@@ -286,6 +286,7 @@ def _expand_source(
         ) from None
 
     urlpath = _render_templates(entry.args["urlpath"], source.variables, where)
+    root = _declared_root(urlpath, entry.args.get("root"), source.variables, where)
     matches = _match_files(urlpath, storage_options)
     if not matches:
         raise _Unavailable(f"no files match {urlpath!r}")
@@ -326,9 +327,28 @@ def _expand_source(
                 options=options.model_dump(mode="json"),
                 processing=processing.model_dump(mode="json"),
                 storage_options=storage_options,
+                root=root,
             )
         )
     return specs
+
+
+def _declared_root(urlpath: str, declared: Any, variables: dict[str, str], where: str) -> str:
+    """The folder a source's files must stay in: ``args.root`` if given (the pattern must lie
+    inside it), else the pattern's fixed part up to its last ``/`` before a field or wildcard."""
+    fixed = re.split(r"[{*?\[]", urlpath, maxsplit=1)[0]
+    protocol, path = fsspec.core.split_protocol(fixed)
+    folder = path.rsplit("/", 1)[0] if "/" in path else "."
+    if protocol not in (None, "file", "local"):
+        folder = f"{protocol}://{folder}"
+    if declared is None:
+        return folder
+    if not isinstance(declared, str) or not declared:
+        raise CatalogError(f"{where}: args.root must be a folder path or URL")
+    root = _render_templates(declared, variables, where)
+    if not within_root(folder, root):
+        raise CatalogError(f"{where}: args.urlpath {urlpath!r} is outside args.root {root!r}")
+    return root
 
 
 def resolve_metadata(spec: TrialSpec, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -380,6 +400,7 @@ def _match_files(
     """Files matching ``urlpath`` as (url, parsed fields, file identity), sorted by url."""
     protocol, path = fsspec.core.split_protocol(urlpath)
     fs = fsspec.filesystem(protocol or "file", **storage_options)
+    fs.invalidate_cache()  # list afresh: files may have arrived since this process last looked
     glob_pattern = _FIELD.sub("*", path)
     regex = re.compile(_pattern_regex(path) + r"\Z")
     try:

@@ -129,6 +129,7 @@ class TrialSpec:
     options: dict[str, Any] = field(default_factory=dict)  # adapter options (validated)
     processing: dict[str, Any] = field(default_factory=dict)  # EMG processing settings
     storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    root: str = field(default="", compare=False, repr=False)  # files outside it are refused
 
     @property
     def label(self) -> str:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
 from builder.processing.emg import EmgProcessing, process_emg, process_envelope_source
 from builder.processing.strides import covered, sample_ranges, stride_windows, time_normalise
 from builder.records import SideRecording, StrideBatch, TimeSeries, TrialRecording
+
+# Beyond these a component holds garbage, not a recording (a corrupt file, a wrong unit): it is
+# left out of the stride (NaN, mask False) with a note. Generous: real values stay far below.
+PLAUSIBLE_ABS = {
+    "EMG": 1e3,
+    "kinematics": 720.0,
+    "kinetics": 100.0,
+}  # V (or source units), deg, N.m/kg
+FLAT_EMG = 1e-12  # an envelope peak below this is a flat channel: it cannot be normalised
 
 # A stride's kinetics count only if a force-plate window covers its heel strike (within this
 # slack) and at least this share of the cycle (stance is ~60 % walking, ~35 % running).
@@ -53,8 +64,11 @@ def _side_strides(
         side.emg, recording, processing, starts, ends
     )
     notes.extend(f"{side.side}: {n}" for n in emg_notes)
-    kinematics, kinematics_mask = _joint_curves(side.kinematics, starts, ends)
-    kinetics, kinetics_mask = _joint_curves(side.kinetics, starts, ends)
+    kinematics, kinematics_mask, kinematics_notes = _joint_curves(
+        side.kinematics, starts, ends, "kinematics"
+    )
+    kinetics, kinetics_mask, kinetics_notes = _joint_curves(side.kinetics, starts, ends, "kinetics")
+    notes.extend(f"{side.side}: {n}" for n in kinematics_notes + kinetics_notes)
     on_plate = _kinetics_trusted(side.kinetics_valid_s, starts, ends)
     kinetics[~on_plate] = np.nan
     kinetics_mask[~on_plate] = False
@@ -66,9 +80,9 @@ def _side_strides(
         StrideBatch(
             emg=emg_rows,
             emg_offsets=emg_offsets,
-            emg_envelope=envelope.astype(np.float32),
-            kinematics=kinematics.astype(np.float32),
-            kinetics=kinetics.astype(np.float32),
+            emg_envelope=envelope,
+            kinematics=kinematics,
+            kinetics=kinetics,
             emg_mask=emg_mask,
             kinematics_mask=kinematics_mask,
             kinetics_mask=kinetics_mask,
@@ -95,7 +109,7 @@ def _emg(
         lengths = np.round((ends - starts) * processing.target_rate_hz).astype(np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         rows = np.full((int(offsets[-1]), n_muscles), np.nan, dtype=np.float32)
-        envelope = np.full((n, SAMPLES_PER_STRIDE, n_muscles), np.nan)
+        envelope = np.full((n, SAMPLES_PER_STRIDE, n_muscles), np.nan, dtype=np.float32)
         return rows, offsets, envelope, np.zeros((n, n_muscles), bool), []
     if recording.emg_kind == "raw":
         processed, env, notes = process_emg(emg, processing, mains_hz=recording.mains_hz)
@@ -103,12 +117,20 @@ def _emg(
         processed, env, notes = process_envelope_source(emg, processing)
     ranges = sample_ranges(processed, starts, ends)
     index = np.concatenate([np.arange(a, b) for a, b in ranges])
-    rows = processed.data[index].astype(np.float32)
+    rows = _stored_precision(processed.data[index])
     offsets = np.concatenate([[0], np.cumsum(ranges[:, 1] - ranges[:, 0])])
-    envelope = time_normalise(env, starts, ends, SAMPLES_PER_STRIDE)
-    finite_rows = np.isfinite(processed.data)
-    mask = np.stack([finite_rows[a:b].all(axis=0) & (b > a) for a, b in ranges])
-    mask &= np.isfinite(envelope).all(axis=1)
+    envelope = _stored_precision(time_normalise(env, starts, ends, SAMPLES_PER_STRIDE))
+    spans = list(pairwise(offsets))
+    finite_rows, plausible_rows = np.isfinite(rows), _plausible(rows, "EMG", axis=())
+    finite = np.stack([finite_rows[a:b].all(axis=0) & (b > a) for a, b in spans])
+    finite &= np.isfinite(envelope).all(axis=1)
+    mask = np.stack([plausible_rows[a:b].all(axis=0) & (b > a) for a, b in spans])
+    mask &= _plausible(envelope, "EMG", axis=1)
+    notes = [*notes, *_implausible_note("EMG", finite, mask)]
+    flat = mask & (np.max(np.nan_to_num(envelope, nan=0.0), axis=1) <= FLAT_EMG)
+    if flat.any():
+        notes.append(f"EMG: {int(flat.sum())} flat stride channel(s) left out (envelope peak 0)")
+    mask &= ~flat
     # A channel absent from a stride is NaN there, in the rows and in the envelope.
     rows[np.repeat(~mask, np.diff(offsets), axis=0)] = np.nan
     envelope[np.broadcast_to(~mask[:, None, :], envelope.shape)] = np.nan
@@ -116,16 +138,42 @@ def _emg(
 
 
 def _joint_curves(
-    series: TimeSeries | None, starts: np.ndarray, ends: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 200, 3, 3) curves and (N, 3, 3) mask; a component is present only if fully finite."""
+    series: TimeSeries | None, starts: np.ndarray, ends: np.ndarray, what: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(N, 200, 3, 3) curves, (N, 3, 3) mask and notes; a component is present only if fully
+    finite and plausible."""
     shape = (starts.size, SAMPLES_PER_STRIDE, len(JOINTS), len(PLANES))
     if series is None:
-        return np.full(shape, np.nan), np.zeros((starts.size, len(JOINTS), len(PLANES)), bool)
-    curves = time_normalise(series, starts, ends, SAMPLES_PER_STRIDE)
-    mask = np.isfinite(curves).all(axis=1)
+        absent = np.zeros((starts.size, len(JOINTS), len(PLANES)), bool)
+        return np.full(shape, np.nan, np.float32), absent, []
+    curves = _stored_precision(time_normalise(series, starts, ends, SAMPLES_PER_STRIDE))
+    finite = np.isfinite(curves).all(axis=1)
+    mask = _plausible(curves, what, axis=1)
     curves[np.broadcast_to(~mask[:, None], curves.shape)] = np.nan
-    return curves, mask
+    return curves, mask, _implausible_note(what, finite, mask)
+
+
+def _plausible(values: np.ndarray, what: str, axis: int | tuple[int, ...]) -> np.ndarray:
+    """Per stride and component: finite throughout and within ``PLAUSIBLE_ABS[what]``."""
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(values) & (np.abs(values) <= PLAUSIBLE_ABS[what])).all(axis=axis)
+
+
+def _implausible_note(what: str, finite: np.ndarray, plausible: np.ndarray) -> list[str]:
+    dropped = int((finite & ~plausible).sum())
+    if not dropped:
+        return []
+    return [
+        f"{what}: {dropped} stride component(s) beyond ±{PLAUSIBLE_ABS[what]:g} left out "
+        "(corrupt values or a wrong unit)"
+    ]
+
+
+def _stored_precision(values: np.ndarray) -> np.ndarray:
+    """``values`` as the store keeps them (float32): a value beyond its range becomes inf,
+    so masks computed afterwards never mark an overflowing component present."""
+    with np.errstate(over="ignore"):
+        return values.astype(np.float32)
 
 
 def _kinetics_trusted(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
+from builder.records import TrialRecording, TrialSpec
+from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter, within_root
 
 _REGISTRY: dict[str, type[SourceAdapter]] = {}
 
@@ -24,6 +25,12 @@ def get_adapter(name: str) -> SourceAdapter:
     except KeyError:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise KeyError(f"no source adapter named {name!r} (available: {known})") from None
+
+
+def read_trial(spec: TrialSpec) -> list[TrialRecording]:
+    """``spec``'s recordings through its adapter, its files confined to the source's root."""
+    with FileAccess(spec.storage_options, root=spec.root or None) as files:
+        return get_adapter(spec.adapter).read_trial(spec, files)
 
 
 def available_adapters() -> list[str]:
@@ -58,5 +65,7 @@ __all__ = [
     "SourceAdapter",
     "available_adapters",
     "get_adapter",
+    "read_trial",
     "register_adapter",
+    "within_root",
 ]

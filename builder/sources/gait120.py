@@ -122,7 +122,7 @@ class _Listing:
 
     def entries(self, folder: str) -> dict[str, str]:
         if folder not in self._cache:
-            fs, path = fsspec.core.url_to_fs(folder, **self.files.storage_options)
+            fs, path = self.files.filesystem(folder)
             protocol, _ = fsspec.core.split_protocol(folder)
             found: dict[str, str] = {}
             if fs.isdir(path):

@@ -192,7 +192,7 @@ def _subject_files(
 ) -> dict[str, str]:
     """The subject's other files, {folder name: url}: exactly one per sibling pattern whose
     trailing number equals ``number`` (so that subject 1 never picks up subject 10's file)."""
-    fs, path = fsspec.core.url_to_fs(spec.url, **spec.storage_options)
+    fs, path = files.filesystem(spec.url)
     protocol = fsspec.core.split_protocol(spec.url)[0]
     root = path.rsplit("/", 3)[0]  # <root>/Processed/Joint_Kinematics/<file>
     found = {}

@@ -162,7 +162,7 @@ def _stop_reader() -> None:
 
 
 def _serve(request_fd: int, result_fd: int) -> None:
-    from builder.sources import FileAccess, get_adapter
+    from builder.sources import read_trial
 
     with os.fdopen(request_fd, "rb") as requests:
         while True:
@@ -171,11 +171,7 @@ def _serve(request_fd: int, result_fd: int) -> None:
                 return  # the worker went away
             spec: TrialSpec = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
             try:
-                adapter = get_adapter(spec.adapter)
-                result: tuple[str, Any] = (
-                    "ok",
-                    adapter.read_trial(spec, FileAccess(spec.storage_options)),
-                )
+                result: tuple[str, Any] = ("ok", read_trial(spec))
             except SourceError as exc:
                 result = ("source_error", (exc.path, exc.problem))
             except (OSError, TimeoutError, MemoryError) as exc:

@@ -124,7 +124,7 @@ class MoghadamAdapter(SourceAdapter):
         notes: list[str] = []
         emg_table = read_table(files, spec.url, sep=None, engine="python")
         emg_time = _time_axis(emg_table, spec.url)
-        kin_url, mom_url = _sibling_urls(spec, options)
+        kin_url, mom_url = _sibling_urls(spec, options, files)
         kinematics = read_storage(files.local_path(kin_url), kin_url)
         kin_time = _time_axis(kinematics.table, kin_url)
 
@@ -213,7 +213,9 @@ class MoghadamAdapter(SourceAdapter):
         ]
 
 
-def _sibling_urls(spec: TrialSpec, options: MoghadamOptions) -> tuple[str, str | None]:
+def _sibling_urls(
+    spec: TrialSpec, options: MoghadamOptions, files: FileAccess
+) -> tuple[str, str | None]:
     """The kinematics and kinetics files of the trial (the catalogue's ``siblings``)."""
     trial = posixpath.splitext(posixpath.basename(fsspec.core.split_protocol(spec.url)[1]))[0]
     found: dict[str, str] = {}
@@ -226,7 +228,7 @@ def _sibling_urls(spec: TrialSpec, options: MoghadamOptions) -> tuple[str, str |
     if "kinematics" not in found:
         raise SourceError(spec.url, "layout.siblings names no kinematics (.mot) file")
     for kind, url in found.items():
-        fs, path = fsspec.core.url_to_fs(url, **spec.storage_options)
+        fs, path = files.filesystem(url)
         if not fs.exists(path):
             raise SourceError(spec.url, f"the trial's {kind} file {url} does not exist")
     return found["kinematics"], found.get("kinetics")

@@ -50,7 +50,7 @@ def sibling_url(url: str, relative: str) -> str:
 
 
 def url_exists(files: FileAccess, url: str) -> bool:
-    fs, path = fsspec.core.url_to_fs(url, **files.storage_options)
+    fs, path = files.filesystem(url)
     return bool(fs.exists(path))
 
 
