@@ -8,7 +8,7 @@ import pytest
 
 from builder.build import process_trial
 from builder.catalog import expand_trials, load_catalog
-from builder.sources import FileAccess
+from builder.sources import FileAccess, read_trial
 from builder.store.staging import Staging, trial_key
 
 from helpers import copy_demo_subset, demo_catalog
@@ -51,3 +51,57 @@ def test_bad_input_is_final_and_names_the_problem(spec_and_staging, tmp_path: Pa
     outcome = process_trial(spec, trial_key(spec), staging)
     assert not outcome.ok and not outcome.retry
     assert outcome.reason.startswith(("not a readable C3D file", "file is truncated"))
+
+
+def test_implausible_or_flat_components_are_left_out_of_their_strides(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    """Values a float32 store cannot hold, or no body produces, never reach it marked present."""
+    import dataclasses
+
+    import numpy as np
+
+    from builder.conventions import JOINTS, MUSCLES, PLANES
+    from builder.processing.emg import EmgProcessing
+    from builder.processing.trial import build_strides
+
+    specs, _ = expand_trials(load_catalog(demo_catalog(tmp_path, demo_root)))
+    (spec,) = [s for s in specs if s.url.endswith("S01/walk_v1.20_i+0_t01.c3d")]
+    (recording,) = read_trial(spec)
+    before, _ = build_strides(recording, EmgProcessing())
+    knee, sagittal = JOINTS.index("knee"), PLANES.index("flexion")
+    soleus = MUSCLES.index("soleus")
+    (side_index,) = [i for i, s in enumerate(recording.sides) if s.side == "L"]
+    left = recording.sides[side_index]
+    on_left = before.side == "L"
+    # A left stride whose kinetics are trusted (on a plate) and whose soleus is recorded.
+    stride = int(np.flatnonzero(on_left & before.kinetics_mask[:, knee, sagittal])[0])
+    assert before.emg_mask[on_left, soleus].all()
+    t0, t1 = before.start_s[stride], before.start_s[stride] + before.duration_s[stride]
+    margin = 2 / left.kinetics.rate_hz  # the neighbouring strides share the boundary samples
+    inside = (left.kinetics.times() > t0 + margin) & (left.kinetics.times() < t1 - margin)
+    kinetics, emg = left.kinetics.data.copy(), left.emg.data.copy()
+    kinetics[inside, knee, sagittal] = 1e39  # beyond float32
+    kinetics[inside, 0, 0] = 5e3  # finite, but no hip produces 5000 N·m/kg
+    emg[:, soleus] = 0.0  # a flat channel
+    changed = dataclasses.replace(
+        left,
+        kinetics=dataclasses.replace(left.kinetics, data=kinetics),
+        emg=dataclasses.replace(left.emg, data=emg),
+    )
+    sides = list(recording.sides)
+    sides[side_index] = changed
+    batch, notes = build_strides(
+        dataclasses.replace(recording, sides=tuple(sides)), EmgProcessing()
+    )
+
+    assert batch.n_strides == before.n_strides
+    assert not batch.kinetics_mask[stride, knee, sagittal] and not batch.kinetics_mask[stride, 0, 0]
+    assert np.isnan(batch.kinetics[stride, :, knee, sagittal]).all()
+    others = np.ones(batch.n_strides, bool)
+    others[stride] = False
+    np.testing.assert_array_equal(batch.kinetics_mask[others], before.kinetics_mask[others])
+    assert not np.isinf(batch.kinetics).any() and not np.isinf(batch.emg_envelope).any()
+    assert not batch.emg_mask[on_left, soleus].any()
+    np.testing.assert_array_equal(batch.emg_mask[~on_left], before.emg_mask[~on_left])
+    assert any("beyond ±100" in n for n in notes) and any("flat" in n for n in notes), notes
