@@ -140,7 +140,12 @@ def copy_miniature(root: Path, source: str, dest: Path) -> Path:
 
 def relocated(spec: TrialSpec, root: Path, dest: Path, **changes: Any) -> TrialSpec:
     """``spec`` (expanded over ``root``) for the same file in a copy under ``dest``."""
-    return dataclasses.replace(spec, url=spec.url.replace(str(root), str(dest), 1), **changes)
+    return dataclasses.replace(
+        spec,
+        url=spec.url.replace(str(root), str(dest), 1),
+        root=spec.root.replace(str(root), str(dest), 1),
+        **changes,
+    )
 
 
 def spec_reader(specs: list[TrialSpec], root: Path, participant: str):

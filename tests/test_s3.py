@@ -239,9 +239,11 @@ def test_persistent_storage_errors_fail_clearly_and_keep_the_previous_version(
     s3.proxy.policy = lambda method, path, n: (
         method in ("PUT", "POST", "DELETE") and path.startswith("/stores/")
     )
+    # Fewer botocore retries than its default only to keep the test short.
+    impatient = {**s3.options(), "config_kwargs": {"retries": {"max_attempts": 2}}}
     try:
         with pytest.raises(BuilderError, match="storage") as info:
-            build_here(catalog, output, s3.options())
+            build_here(catalog, output, impatient)
         assert "\n" not in str(info.value) and "previous version is intact" in str(info.value)
     finally:
         s3.proxy.policy = lambda method, path, n: False

@@ -55,7 +55,7 @@ def _copy(miniature, tmp_path: Path, name: str = "AB156_Circuit_001") -> TrialSp
     spec = miniature[2][name]
     target = tmp_path / Path(spec.url).name
     shutil.copy(spec.url, target)
-    return dataclasses.replace(spec, url=str(target))
+    return dataclasses.replace(spec, url=str(target), root=str(target.parent))
 
 
 def _edit(spec: TrialSpec, change) -> None:

@@ -152,7 +152,7 @@ def mutated(miniature, tmp_path: Path, change: Callable[[dict], None]) -> TrialS
     change(fields)
     target = tmp_path / "S01.mat"
     savemat(target, {"s": fields}, do_compression=True)
-    return dataclasses.replace(spec, url=str(target))
+    return dataclasses.replace(spec, url=str(target), root=str(target.parent))
 
 
 def each_entry(fields: dict, name: str, change: Callable[[np.ndarray], np.ndarray]) -> None:

@@ -41,8 +41,9 @@ class FileAccess:
     ``root`` is the folder the catalogue entry declares (``args.root``, else the fixed part of
     its ``urlpath``): a file outside it (``../`` in a sibling path, a symbolic link out of the
     tree) is refused with a SourceError. Libraries that need a real local file (ezc3d, h5py)
-    get a copy of a remote one in a scratch folder that ``close()`` removes, so a worker's disk
-    holds only the trial at hand and a re-read never sees a stale copy.
+    get a remote one through fsspec's ``simplecache`` in a folder private to the trial, which
+    ``close()`` removes: a worker's disk holds only the trial at hand, and a file that changed
+    since an earlier build is never served from a stale copy.
     """
 
     def __init__(self, storage_options: dict | None = None, root: str | None = None) -> None:
@@ -77,12 +78,11 @@ class FileAccess:
             return path
         if self._scratch is None:
             self._scratch = tempfile.mkdtemp(prefix="builder-read-")
-        fs, remote = self.filesystem(url)
-        local = os.path.join(
-            self._scratch, f"{len(os.listdir(self._scratch))}-{posixpath.basename(remote)}"
+        # fsspec's whole-file cache, private to this trial: removed by close().
+        cache = {"cache_storage": self._scratch, "skip_instance_cache": True}
+        return fsspec.open_local(
+            f"simplecache::{url}", simplecache=cache, **{protocol: self.storage_options}
         )
-        fs.get_file(remote, local)
-        return local
 
     def open(self, url: str, mode: str = "rb"):
         return fsspec.open(self.check(url), mode, **self.storage_options).open()
