@@ -17,13 +17,13 @@ import os
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy is imported
 
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _report import publish  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from builder.build import BuildOptions, build  # noqa: E402
@@ -121,18 +121,7 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    lines = [
-        f"# Build benchmark — {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "",
-        *bench_normalisation(),
-        *bench_builds(),
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(__file__).parent / "results" / "build.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text)
+    publish("Build benchmark", [*bench_normalisation(), *bench_builds()], "build")
 
 
 if __name__ == "__main__":

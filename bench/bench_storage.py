@@ -23,7 +23,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_var] = "1"  # before numpy is imported
 
 import logging  # noqa: E402
-import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -32,6 +31,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import s3fs  # noqa: E402
 import zarr  # noqa: E402
+from _report import publish  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from builder.build import BuildOptions, BuildResult, build  # noqa: E402
@@ -73,14 +73,15 @@ def start_server() -> Server:
 
 
 def demo_build(
-    output: str, workers: int, root: Path, storage_options: dict
+    output: str, workers: int, demo_root: str, storage_options: dict
 ) -> tuple[float, BuildResult]:
+    """The bundled demo catalogue over the raw files at ``demo_root``, timed."""
     options = BuildOptions(
         output=output,
         workers=workers,
         progress=False,
         dashboard_address=":0",
-        variables={"demo_root": str(root)},
+        variables={"demo_root": demo_root},
         storage_options=storage_options,
     )
     start = time.perf_counter()
@@ -93,30 +94,12 @@ def bench_builds(root: Path, server: Server, folder: Path) -> tuple[list[str], d
     raw_mb = sum(p.stat().st_size for p in raw_files) / 1e6
     rows = []
     for workers in (1, 2):
-        seconds, result = demo_build(str(folder / f"local{workers}.zarr"), workers, root, {})
+        seconds, result = demo_build(str(folder / f"local{workers}.zarr"), workers, str(root), {})
         rows.append((f"local disk, {workers} worker(s)", workers, seconds, result))
 
-    fs = s3fs.S3FileSystem(**server.options)
-    fs.put(str(root) + "/", "raw/demo/", recursive=True)
-    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = KEY, SECRET
-    try:
-        options = {"endpoint_url": server.endpoint}
-        start = time.perf_counter()
-        result = build(
-            str(bundled_catalog("demo")),
-            BuildOptions(
-                output="s3://stores/gait.zarr",
-                workers=2,
-                progress=False,
-                dashboard_address=":0",
-                variables={"demo_root": "s3://raw/demo"},
-                storage_options=options,
-            ),
-            console=Console(quiet=True),
-        )
-        rows.append(("S3 server → S3 server, 2 workers", 2, time.perf_counter() - start, result))
-    finally:
-        os.environ.pop("AWS_ACCESS_KEY_ID"), os.environ.pop("AWS_SECRET_ACCESS_KEY")
+    s3fs.S3FileSystem(**server.options).put(str(root) + "/", "raw/demo/", recursive=True)
+    seconds, result = demo_build("s3://stores/gait.zarr", 2, "s3://raw/demo", server.options)
+    rows.append(("S3 server → S3 server, 2 workers", 2, seconds, result))
 
     lines = [
         f"## End-to-end demo build ({len(raw_files)} raw files, {raw_mb:.1f} MB, "
@@ -296,19 +279,8 @@ def main() -> None:
             array_lines, array_figures = bench_arrays(folder / "local2.zarr", server, folder)
     finally:
         server.stop()
-    lines = [
-        f"# Storage and build benchmark — {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "",
-        *array_lines,
-        *build_lines,
-        *projection(build_figures, array_figures),
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(__file__).parent / "results" / "storage.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text)
+    sections = [*array_lines, *build_lines, *projection(build_figures, array_figures)]
+    publish("Storage and build benchmark", sections, "storage")
 
 
 if __name__ == "__main__":
