@@ -1,0 +1,160 @@
+"""Training data: stride selection, stable patient-wise splits, chunk-wise loading through
+DataLoader worker processes, and continuous series rebuilt from consecutive strides."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
+
+from builder.training.data import (  # noqa: E402
+    StoreSource,
+    StrideDataset,
+    StrideQuery,
+    continuous_segments,
+    retime,
+    split_subjects,
+    stride_loader,
+    subject_folds,
+    subject_ids,
+)
+
+from helpers import build_store, copy_demo_subset, demo_catalog  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("training")
+    raw = copy_demo_subset(demo_root, folder / "raw", ("S01", "S02"))
+    build_store(demo_catalog(folder, raw), folder / "gait.zarr")
+    return folder / "gait.zarr"
+
+
+SUBJECTS = [f"lab{d}/S{i:02d}" for d in range(3) for i in range(17)]
+
+
+def test_splits_are_disjoint_complete_and_the_same_in_every_process() -> None:
+    parts = split_subjects(SUBJECTS, (0.6, 0.2, 0.2), seed=3)
+    assert sorted(s for part in parts for s in part) == sorted(SUBJECTS)
+    assert [len(p) for p in parts] == [31, 10, 10]
+    code = (
+        "from builder.training.data import split_subjects;"
+        f"print(split_subjects({SUBJECTS!r}, (0.6, 0.2, 0.2), seed=3))"
+    )
+    for hash_seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        ).stdout  # fmt: skip
+        assert out.strip() == str(parts)
+    assert split_subjects(SUBJECTS, (0.6, 0.2, 0.2), seed=4) != parts  # the seed matters
+    # A new subject does not reshuffle the others: at most one moves between parts.
+    grown = split_subjects([*SUBJECTS, "lab9/S99"], (0.6, 0.2, 0.2), seed=3)
+    moved = sum(len(set(a) - set(b)) for a, b in zip(parts, grown, strict=True))
+    assert moved <= 2
+
+
+def test_folds_hold_every_subject_once() -> None:
+    folds = subject_folds(SUBJECTS, 5, seed=0)
+    assert sorted(s for fold in folds for s in fold) == sorted(SUBJECTS)
+    assert {len(f) for f in folds} <= {10, 11}
+    with pytest.raises(ValueError, match="cannot make 5 folds"):
+        subject_folds(SUBJECTS[:3], 5)
+
+
+def test_queries_select_by_column_and_present_components(store: Path) -> None:
+    source = StoreSource(str(store))
+    table, masks = source.table(), source.masks()
+    walking_left = StrideQuery(activities=("walk",), sides=("L",), kinetics=("hip.flexion",))
+    chosen = walking_left.select(table, masks)
+    expected = (
+        (table["activity"] == "walk").to_numpy()
+        & (table["side"] == "L").to_numpy()
+        & masks["kinetics"][:, 0, 2]
+    )
+    np.testing.assert_array_equal(chosen, np.flatnonzero(expected))
+    assert 0 < len(chosen) < len(table)
+    assert (
+        len(StrideQuery(emg=("soleus",)).select(table, masks)) == masks["emg_envelope"][:, 8].sum()
+    )
+    with pytest.raises(ValueError, match="unknown component"):
+        StrideQuery(kinematics=("elbow.flexion",)).select(table, masks)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_loader_workers_deliver_every_stride_once_in_chunk_sized_batches(
+    store: Path, cache: bool
+) -> None:
+    source = StoreSource(str(store))
+    table, masks = source.table(), source.masks()
+    indices = StrideQuery(kinematics=("knee.flexion",)).select(table, masks)
+    dataset = StrideDataset(source, indices, signals=("kinematics", "emg_envelope"), cache=cache)
+    loader = stride_loader(dataset, 16, seed=1, num_workers=2, chunks_per_pool=1)
+    sampler = loader.batch_sampler
+    group = zarr.open_group(str(store), mode="r")
+    kinematics = group["kinematics"][...]
+    seen = []
+    chunk = source.chunk_strides()
+    for batch in loader:
+        strides = batch["stride"].numpy()
+        seen.extend(strides.tolist())
+        assert len(np.unique(strides // chunk)) == 1  # one chunk read per batch
+        np.testing.assert_array_equal(batch["kinematics"].numpy(), kinematics[strides])
+        assert batch["emg_mask"].dtype == torch.bool
+    assert sorted(seen) == sorted(indices.tolist())
+    first = [b for b in sampler]
+    sampler.set_epoch(1)
+    assert [b for b in sampler] != first  # reshuffled per epoch
+    sampler.set_epoch(0)
+    assert [b for b in sampler] == first  # … deterministically
+
+
+def test_splits_of_a_store_keep_each_person_in_one_part(store: Path) -> None:
+    table = StoreSource(str(store)).table()
+    ids = subject_ids(table)
+    train, test = split_subjects(ids, (0.5, 0.5))
+    assert set(ids[np.isin(ids, train)]).isdisjoint(ids[np.isin(ids, test)])
+    assert set(train) | set(test) == {"demo/S01", "demo/S02"}
+
+
+def test_consecutive_strides_are_rebuilt_into_real_time() -> None:
+    """A 1.3 Hz sine cut into strides of different durations comes back as the sine."""
+    durations = np.array([1.02, 0.95, 1.10, 1.05])
+    starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
+    phase = np.linspace(0, 1, 200)
+    times = starts[:, None] + durations[:, None] * phase[None, :]
+    strides = np.sin(2 * np.pi * 1.3 * times)[..., None]  # (4, 200, 1)
+    series = retime(strides, durations, rate_hz=100.0)
+    expected = np.sin(2 * np.pi * 1.3 * np.arange(len(series)) / 100.0)
+    assert len(series) == int(durations.sum() * 100) + 1
+    np.testing.assert_allclose(series[:, 0], expected, atol=2e-3)
+
+
+def test_a_gap_between_strides_starts_a_new_segment() -> None:
+    table = pd.DataFrame(
+        {
+            "dataset": "d", "subject": "s", "trial": "t", "subtrial": "", "source_path": "f",
+            "side": ["L", "L", "L", "L", "R"],
+            "source_start_s": [0.0, 1.0, 2.0, 3.5, 0.4],
+            "duration_s": [1.0, 1.0, 1.0, 1.0, 1.0],
+        }
+    )  # fmt: skip
+    segments = continuous_segments(table)
+    assert [s.strides.tolist() for s in segments] == [[0, 1, 2], [3], [4]]
+    assert [s.start_s for s in segments] == [0.0, 3.5, 0.4]
+
+
+def test_the_demo_store_has_continuous_segments(store: Path) -> None:
+    table = StoreSource(str(store)).table()
+    segments = continuous_segments(table)
+    assert sum(len(s.strides) for s in segments) == len(table)
+    assert max(len(s.strides) for s in segments) >= 4  # whole walking bouts, not single strides
