@@ -1,4 +1,5 @@
-"""Command line: ``python -m builder run | info | export-index | report`` (also ``builder``)."""
+"""Command line: ``python -m builder run | info | export-index | report | train | export |
+engines`` (also ``builder``)."""
 
 from __future__ import annotations
 
@@ -120,7 +121,80 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_storage_options(report)
     report.set_defaults(handler=_report)
+    _add_training_commands(sub)
     return parser
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    models = ("hip-moment", "emg-torque", "gait-phase")  # builder.training.reference.MODELS
+    train = sub.add_parser(
+        "train",
+        help="train a reference model on a store (needs the train extra: PyTorch)",
+        description=(
+            "Train a reference model on the strides of a store (local or s3://): hip-moment "
+            "(causal TCN, hip angle -> hip moment, K2MUSE protocol), emg-torque (kinematics -> "
+            "torques -> sEMG of 7 muscles, with a baseline MLP), gait-phase (4 phases from "
+            "kinematics and sEMG). Writes checkpoint.pt, metrics.json and "
+            "predicted_vs_measured.png into --out."
+        ),
+    )
+    train.add_argument("model", choices=models, help="which reference model")
+    train.add_argument(
+        "--store", metavar="URL", default=DEFAULT_OUTPUT, help="store (default: %(default)s)"
+    )
+    train.add_argument("--out", metavar="DIR", help="run folder (default: runs/<model>)")
+    train.add_argument("--seed", type=int, default=0, help="seed of splits, weights and batches")
+    train.add_argument("--epochs", type=_positive_int, default=60, help="(default: %(default)s)")
+    train.add_argument("--batch-strides", type=_positive_int, default=32, help="strides per batch")
+    train.add_argument(
+        "--max-subjects",
+        type=_positive_int,
+        help="train on the first N subjects only (stable order)",
+    )
+    train.add_argument("--loader-workers", type=int, default=0, help="DataLoader worker processes")
+    for column in ("dataset", "activity", "side", "population", "emg-kind"):
+        train.add_argument(f"--{column}", action="append", default=[], metavar="VALUE",
+                           help=f"only strides with this {column} (repeatable)")  # fmt: skip
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_storage_options(train)
+    train.set_defaults(handler=_train)
+
+    export = sub.add_parser(
+        "export",
+        help="write a trained run as ONNX (+ TensorRT engines where possible) with a manifest",
+        description=(
+            "Export RUN_DIR/checkpoint.pt to ONNX with a dynamic batch axis, check onnxruntime "
+            "against PyTorch, build fp32/fp16 TensorRT engines when TensorRT and a GPU are "
+            "present (else say why not), and write manifest.json; into --out "
+            "(default RUN_DIR/release)."
+        ),
+    )
+    export.add_argument("run", metavar="RUN_DIR", help="folder written by `builder train`")
+    export.add_argument("--out", metavar="DIR", help="release folder (default: RUN_DIR/release)")
+    export.add_argument("--subject", help="hip-moment: whose mode models to ship (default: first)")
+    export.add_argument("--no-engines", action="store_true", help="do not try TensorRT")
+    export.set_defaults(handler=_export)
+
+    engines = sub.add_parser(
+        "engines",
+        help="push, pull or list engine releases in a bucket",
+        description="Releases live at URL/<model>/<version>/ with a manifest of sha256 sums.",
+    )
+    verbs = engines.add_subparsers(dest="verb", required=True, metavar="VERB")
+    push = verbs.add_parser("push", help="upload a release folder as a new version")
+    push.add_argument("folder", metavar="RELEASE_DIR", help="folder written by `builder export`")
+    push.add_argument("url", metavar="URL", help="bucket URL (s3://bucket/releases, a folder, ...)")
+    push.add_argument("--version", help="version name vN (default: the next number)")
+    pull = verbs.add_parser("pull", help="download and verify a release")
+    pull.add_argument("url", metavar="URL")
+    pull.add_argument("model", choices=models)
+    pull.add_argument("--version", help="default: the latest complete version")
+    pull.add_argument("--to", metavar="DIR", default="engines", help="(default: %(default)s)")
+    listing = verbs.add_parser("list", help="list the releases in a bucket")
+    listing.add_argument("url", metavar="URL")
+    for verb in (push, pull, listing):
+        _add_storage_options(verb)
+    engines.set_defaults(handler=_engines)
 
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -279,3 +353,130 @@ def _report(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _require_torch() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnxruntime") is None:
+        raise BuilderError(
+            "training needs PyTorch and onnxruntime: pip install -e '.[train]' "
+            "(installs torch==2.13.0, the CPU build)"
+        )
+
+
+def _train(args: argparse.Namespace) -> int:
+    _require_torch()
+    from pathlib import Path
+
+    from builder.training.data import StoreSource, StrideQuery
+    from builder.training.loop import TrainSettings
+    from builder.training.run import train
+
+    query = StrideQuery(
+        datasets=tuple(args.dataset),
+        activities=tuple(args.activity),
+        sides=tuple(args.side),
+        populations=tuple(args.population),
+        emg_kinds=tuple(args.emg_kind),
+    )
+    settings = TrainSettings(
+        source=StoreSource(args.store, storage_options(args.storage_options)),
+        query=query,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_strides=args.batch_strides,
+        loader_workers=args.loader_workers,
+        max_subjects=args.max_subjects,
+        progress=not args.no_progress,
+    )
+    out = Path(args.out or f"runs/{args.model}")
+    files = train(args.model, settings, out)
+    metrics = json.loads(files.metrics.read_text())["metrics"]
+    console = Console()
+    console.print(f"{args.model}: {_headline(args.model, metrics)}", highlight=False)
+    console.print(f"wrote {files.checkpoint}, {files.metrics}, {files.figure}", highlight=False)
+    return 0
+
+
+def _headline(model: str, metrics: dict) -> str:
+    if model == "hip-moment":
+        pooled = metrics["pooled"]
+        return f"RMSE {pooled['rmse']:.3f} N·m/kg, R² {pooled['r2']:.3f} (out of fold, pooled)"
+    if model == "emg-torque":
+        rows = metrics["r2_of_ensemble_average"]
+        scores = ", ".join(
+            f"{m} {_fmt(r['r2_torque_based'])}/{_fmt(r['r2_baseline'])}" for m, r in rows.items()
+        )
+        return f"R² of ensemble averages, torque-based/baseline: {scores}"
+    return f"accuracy {metrics['accuracy']:.3f} on held-out subjects"
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _export(args: argparse.Namespace) -> int:
+    _require_torch()
+    from pathlib import Path
+
+    from builder.training.export import export
+
+    exported = export(
+        Path(args.run), Path(args.out) if args.out else None, args.subject, not args.no_engines
+    )
+    onnx = exported.manifest["onnx"]
+    console = Console()
+    console.print(
+        f"wrote {exported.folder}: ONNX opset {onnx['opset']}, onnxruntime vs PyTorch max abs "
+        f"difference {onnx['parity']['max_abs_diff']:.2g}",
+        highlight=False,
+    )
+    if onnx["operators_outside_tensorrt_parser"]:
+        console.print(
+            f"operators outside TensorRT's ONNX parser: {onnx['operators_outside_tensorrt_parser']}"
+        )
+    trt = exported.manifest["tensorrt"]
+    if trt["skipped"]:
+        console.print(f"TensorRT engines skipped: {trt['skipped']}", highlight=False)
+    for engine in trt["built"]:
+        console.print(
+            f"TensorRT {engine['precision']}: {engine['file']}, batch-1 latency p50 "
+            f"{engine['latency_ms_p50']:.3f} ms, p99 {engine['latency_ms_p99']:.3f} ms",
+            highlight=False,
+        )
+    return 0
+
+
+def _engines(args: argparse.Namespace) -> int:
+    try:
+        return _engines_verb(args)
+    except OSError as exc:
+        raise BuilderError(f"{args.url}: storage error: {exc}") from None
+
+
+def _engines_verb(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from builder.training import releases
+
+    options = storage_options(args.storage_options)
+    console = Console()
+    if args.verb == "push":
+        release = releases.push(Path(args.folder), args.url, options, args.version)
+        console.print(f"pushed {release.model} {release.version} to {args.url}", highlight=False)
+    elif args.verb == "pull":
+        folder = releases.pull(args.url, args.model, Path(args.to), args.version, options)
+        console.print(f"pulled and verified {folder}", highlight=False)
+    else:
+        table = Table("model", "version", "created", "store", "files", "state")
+        for r in releases.list_releases(args.url, options):
+            m = r.manifest or {}
+            store = m.get("store") or {}
+            table.add_row(
+                r.model, r.version, str(m.get("created", "")),
+                f"{store.get('version', '')} {store.get('fingerprint', '')}".strip(),
+                str(len(m.get("files", {}))), "complete" if r.manifest else "incomplete (no manifest)",
+            )  # fmt: skip
+        console.print(table)
+    return 0

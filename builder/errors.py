@@ -22,3 +22,8 @@ class SourceError(BuilderError):
 
 class StoreError(BuilderError):
     """A store cannot be opened, or a build is under way or incomplete."""
+
+
+class TrainingError(BuilderError):
+    """Training, export or a release cannot go on (no matching strides, a bad checkpoint, a
+    tampered or incomplete release, ...)."""

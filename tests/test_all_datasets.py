@@ -16,14 +16,10 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from rich.console import Console
 
-from builder.build import BuildOptions, build
 from builder.catalog import bundled_catalog
 from builder.conventions import MUSCLES
 from builder.demo.datasets import write_miniatures
-
-from helpers import SMALL_LAYOUT
 
 pytestmark = pytest.mark.cluster
 
@@ -66,20 +62,11 @@ def catalogue_entries() -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def everything(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("everything")
-    options = BuildOptions(
-        output=str(folder / "gait.zarr"),
-        workers=2,
-        layout=SMALL_LAYOUT,
-        progress=False,
-        dashboard_address=":0",
-        variables={"demo_root": str(demo_root)},
-    )
-    result = build(str(bundled_catalog("demo")), options, console=Console(quiet=True))
+def everything(demo_store: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory):
+    store, report = demo_store
     # The generators are deterministic: their facts describe the files in demo_root too.
     facts = write_miniatures(tmp_path_factory.mktemp("facts"))
-    return xr.open_zarr(folder / "gait.zarr").load(), result.report, facts
+    return xr.open_zarr(store).load(), report, facts
 
 
 def test_every_dataset_is_built_with_the_strides_its_miniature_generated(

@@ -27,15 +27,10 @@ from builder.training.data import (  # noqa: E402
     subject_ids,
 )
 
-from helpers import build_store, copy_demo_subset, demo_catalog  # noqa: E402
-
 
 @pytest.fixture(scope="module")
-def store(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("training")
-    raw = copy_demo_subset(demo_root, folder / "raw", ("S01", "S02"))
-    build_store(demo_catalog(folder, raw), folder / "gait.zarr")
-    return folder / "gait.zarr"
+def store(demo_store) -> Path:
+    return demo_store[0]
 
 
 SUBJECTS = [f"lab{d}/S{i:02d}" for d in range(3) for i in range(17)]
@@ -123,7 +118,7 @@ def test_splits_of_a_store_keep_each_person_in_one_part(store: Path) -> None:
     ids = subject_ids(table)
     train, test = split_subjects(ids, (0.5, 0.5))
     assert set(ids[np.isin(ids, train)]).isdisjoint(ids[np.isin(ids, test)])
-    assert set(train) | set(test) == {"demo/S01", "demo/S02"}
+    assert set(train) | set(test) == set(ids) and "demo/S01" in set(ids)
 
 
 def test_consecutive_strides_are_rebuilt_into_real_time() -> None:
@@ -156,5 +151,6 @@ def test_a_gap_between_strides_starts_a_new_segment() -> None:
 def test_the_demo_store_has_continuous_segments(store: Path) -> None:
     table = StoreSource(str(store)).table()
     segments = continuous_segments(table)
-    assert sum(len(s.strides) for s in segments) == len(table)
+    placed = np.isfinite(table["source_start_s"].to_numpy(float))  # strides with source times
+    assert sum(len(s.strides) for s in segments) == placed.sum() > 900
     assert max(len(s.strides) for s in segments) >= 4  # whole walking bouts, not single strides

@@ -103,7 +103,7 @@ class TrialOutcome:
         return np.array(self.envelope_peak, np.float64)
 
     def to_json(self) -> bytes:
-        return json.dumps(_nan_to_null(dataclasses.asdict(self)), sort_keys=True).encode()
+        return json.dumps(nan_to_null(dataclasses.asdict(self)), sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> TrialOutcome:
@@ -127,13 +127,13 @@ def _float(value: Any) -> float:
     return float(value) if np.isfinite(value) else np.nan
 
 
-def _nan_to_null(value: Any) -> Any:
+def nan_to_null(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
+        return {k: nan_to_null(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_nan_to_null(v) for v in value]
+        return [nan_to_null(v) for v in value]
     return value
 
 

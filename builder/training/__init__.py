@@ -1,1 +1,3 @@
-"""Training on a store: data loading (data.py); models, export and releases follow (issue 5)."""
+"""Training on a store and shipping engines: data loading (``data``), the reference models
+(``reference``), a training run (``run``), ONNX export (``export``), TensorRT engines
+(``tensorrt``) and releases in a bucket (``releases``). Needs the ``train`` extra (PyTorch)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -28,6 +29,7 @@ from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
 from builder.store.reader import open_group, stride_table
 
 GAP_TOLERANCE_S = 0.002
+RECENT_CHUNKS = 4  # chunks kept per array without the cache (a pool of 2, and the next)
 SIGNALS = ("kinematics", "kinetics", "emg_envelope")
 _MASKS = {"kinematics": "kinematics_mask", "kinetics": "kinetics_mask", "emg_envelope": "emg_mask"}
 
@@ -113,13 +115,42 @@ def split_subjects(
 
 
 def subject_folds(subjects: Sequence[str], k: int, seed: int = 0) -> list[list[str]]:
-    """K folds of subjects (each subject in exactly one fold), stable like ``split_subjects``."""
+    """K folds of subjects (each subject in exactly one fold), stable like ``split_subjects``;
+    also folds of any other ids (trials)."""
     if k < 2:
         raise ValueError("k-fold needs k ≥ 2")
     ordered = sorted(set(subjects), key=lambda s: _rank(s, seed))
     if len(ordered) < k:
         raise ValueError(f"{len(ordered)} subjects cannot make {k} folds")
     return [sorted(ordered[i::k]) for i in range(k)]
+
+
+def first_subjects(subjects: Sequence[str], n: int | None, seed: int = 0) -> list[str]:
+    """The first ``n`` subjects in the stable keyed order (all when ``n`` is None)."""
+    ordered = sorted(set(subjects), key=lambda s: _rank(s, seed))
+    return ordered if n is None else ordered[:n]
+
+
+def split_strides(
+    table: pd.DataFrame,
+    indices: np.ndarray,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    max_subjects: int | None = None,
+) -> list[np.ndarray]:
+    """The strides ``indices`` split patient-wise into parts (train, validation, test)."""
+    people = subject_ids(table)[indices]
+    chosen = first_subjects(people, max_subjects, seed)
+    if len(chosen) < len(fractions):
+        raise ValueError(
+            f"{len(chosen)} subjects cannot be split into {len(fractions)} patient-wise parts"
+        )
+    parts = split_subjects(chosen, fractions, seed)
+    if not all(parts):
+        raise ValueError(
+            f"{len(chosen)} subjects leave a part of the split {list(fractions)} empty"
+        )
+    return [indices[np.isin(people, part)] for part in parts]
 
 
 # --- the store, opened once per process -------------------------------------------------------
@@ -164,9 +195,9 @@ class StoreSource:
 class StrideDataset(Dataset):
     """Strides ``indices`` of a store as dicts of float32 tensors (``signals`` plus their masks).
 
-    ``__getitems__`` reads a batch with one orthogonal selection per array, so a batch drawn
-    from one chunk (``ChunkShuffleSampler``) costs one chunk read; ``cache=True`` keeps every
-    chunk read in RAM for later epochs.
+    ``__getitems__`` gathers a batch from whole chunks and keeps the last few chunks read, so
+    with ``ChunkShuffleSampler`` each chunk is read once per epoch (multi-MB reads, not one
+    request per stride); ``cache=True`` keeps every chunk in RAM for later epochs.
     """
 
     def __init__(
@@ -183,7 +214,7 @@ class StrideDataset(Dataset):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.signals = tuple(signals)
         self.cache = cache
-        self._chunks: dict[tuple[str, int], np.ndarray] = {}
+        self._chunks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -207,21 +238,28 @@ class StrideDataset(Dataset):
         ]
 
     def _read(self, name: str, strides: np.ndarray) -> np.ndarray:
+        """Rows ``strides`` of array ``name``, gathered from whole chunks: each chunk is read
+        and decoded once however many batches draw from it."""
         array = self.source.group()[name]
-        if not self.cache:
-            order = np.argsort(strides, kind="stable")
-            values = array.get_orthogonal_selection((strides[order],))
-            out = np.empty_like(values)
-            out[order] = values
-            return out
         size = int(array.chunks[0])
-        blocks = []
-        for stride in strides:
-            chunk = int(stride) // size
-            if (name, chunk) not in self._chunks:
-                self._chunks[(name, chunk)] = np.asarray(array[chunk * size : (chunk + 1) * size])
-            blocks.append(self._chunks[(name, chunk)][int(stride) - chunk * size])
-        return np.stack(blocks)
+        chunk_of = strides // size
+        out = np.empty((len(strides), *array.shape[1:]), dtype=array.dtype)
+        for chunk in np.unique(chunk_of):
+            rows = chunk_of == chunk
+            out[rows] = self._chunk(name, array, int(chunk), size)[strides[rows] - chunk * size]
+        return out
+
+    def _chunk(self, name: str, array: zarr.Array, chunk: int, size: int) -> np.ndarray:
+        key = (name, chunk)
+        if key in self._chunks:
+            self._chunks.move_to_end(key)
+            return self._chunks[key]
+        block = np.asarray(array[chunk * size : (chunk + 1) * size])
+        self._chunks[key] = block
+        if not self.cache:  # keep only the chunks the current batches draw from
+            while len(self._chunks) > RECENT_CHUNKS * len(self.signals) * 2:
+                self._chunks.popitem(last=False)
+        return block
 
 
 class ChunkShuffleSampler(Sampler[list[int]]):

@@ -1,0 +1,179 @@
+"""A trained run as a release folder: ONNX (dynamic batch) checked against PyTorch with
+onnxruntime, TensorRT engines where TensorRT and a GPU are present, and the manifest.
+
+The manifest's ``files`` (sha256 and size of each file) and ``version`` are filled in by
+``releases.push``; everything else is written here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from builder.errors import TrainingError
+from builder.store.staging import nan_to_null
+from builder.training import tensorrt
+from builder.training.reference import Deployable, reference_model
+from builder.training.run import FIGURE, METRICS, load_checkpoint
+
+ONNX_NAME = "model.onnx"
+MANIFEST = "manifest.json"
+OPSET = 18
+PARITY_BATCHES = (1, 7, 64)
+PARITY_TOLERANCE = 1e-4  # max abs difference accepted between onnxruntime and PyTorch
+
+
+@dataclass(frozen=True)
+class Exported:
+    folder: Path
+    manifest: dict[str, Any]
+
+
+def export(
+    run: Path, out: Path | None = None, subject: str | None = None, engines: bool = True
+) -> Exported:
+    """Write ``out`` (default ``<run>/release``): model.onnx, engines, metrics, figure and
+    manifest.json; raise if onnxruntime disagrees with PyTorch beyond ``PARITY_TOLERANCE``."""
+    checkpoint = load_checkpoint(run / "checkpoint.pt")
+    model = reference_model(str(checkpoint["model"]))
+    try:
+        deployable = model.deployable(checkpoint["config"], checkpoint["weights"], subject=subject)
+    except ValueError as exc:
+        raise TrainingError(f"{run}: {exc}") from None
+    out = out or run / "release"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    onnx_path = out / ONNX_NAME
+    write_onnx(deployable, onnx_path)
+    parity = check_parity(deployable, onnx_path)
+    if parity["max_abs_diff"] > PARITY_TOLERANCE:
+        raise TrainingError(
+            f"{onnx_path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} "
+            f"(> {PARITY_TOLERANCE:g})"
+        )
+    unsupported = sorted(onnx_operators(onnx_path) - tensorrt.ONNX_PARSER_OPS)
+    engine_report = (
+        tensorrt.build_engines(onnx_path, deployable.inputs, out)
+        if engines
+        else {"built": [], "skipped": "not asked for (--no-engines)"}
+    )
+    for name in (METRICS, FIGURE):
+        if (run / name).exists():
+            shutil.copyfile(run / name, out / name)
+    manifest = nan_to_null(
+        {
+            "format": "gait-builder-release/1",
+            "model": checkpoint["model"],
+            "version": None,
+            "summary": deployable.summary,
+            "created": checkpoint.get("created"),
+            "builder_version": checkpoint.get("builder_version"),
+            "inputs": [spec.as_dict() for spec in deployable.inputs],
+            "outputs": [spec.as_dict() for spec in deployable.outputs],
+            "store": checkpoint.get("store"),
+            "training": checkpoint.get("settings"),
+            "metrics": checkpoint.get("metrics"),
+            "onnx": {
+                "file": ONNX_NAME,
+                "opset": OPSET,
+                "operators": sorted(onnx_operators(onnx_path)),
+                "operators_outside_tensorrt_parser": unsupported,
+                "parity": parity,
+            },
+            "tensorrt": engine_report,
+            "files": {},
+        }
+    )
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return Exported(out, manifest)
+
+
+def write_onnx(deployable: Deployable, path: Path) -> None:
+    """The deployable network as ONNX, batch axis dynamic, weights inside the file."""
+    examples = tuple(spec.example(batch=2) for spec in deployable.inputs)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # the exporter logs every torchvision op it cannot register and warns about internals
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _export(deployable, examples, path, batch)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def _export(
+    deployable: Deployable, examples: tuple[torch.Tensor, ...], path: Path, batch: Any
+) -> None:
+    torch.onnx.export(
+        deployable.module,
+        examples,
+        str(path),
+        input_names=[spec.name for spec in deployable.inputs],
+        output_names=[spec.name for spec in deployable.outputs],
+        opset_version=OPSET,
+        dynamo=True,
+        dynamic_shapes=tuple({0: batch} for _ in deployable.inputs),
+        external_data=False,
+        verbose=False,
+    )
+
+
+def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    """An onnxruntime CPU session; one thread by default, as in a control loop."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def check_parity(deployable: Deployable, path: Path, seed: int = 0) -> dict[str, Any]:
+    """Max abs difference between onnxruntime and PyTorch on seeded inputs of several batch
+    sizes (inputs scaled to the range of joint angles)."""
+    runtime = session(path)
+    torch.manual_seed(seed)
+    worst = 0.0
+    for batch in PARITY_BATCHES:
+        inputs = [30.0 * spec.example(batch) for spec in deployable.inputs]
+        expected = deployable.module(*inputs)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = runtime.run(
+            None, {spec.name: x.numpy() for spec, x in zip(deployable.inputs, inputs, strict=True)}
+        )
+        for e, g in zip(expected, got, strict=True):
+            if g.shape != tuple(e.shape):
+                raise TrainingError(f"{path}: output shape {g.shape} != PyTorch's {tuple(e.shape)}")
+            worst = max(worst, float(np.max(np.abs(e.numpy() - g))))
+    return {
+        "max_abs_diff": worst,
+        "batch_sizes": list(PARITY_BATCHES),
+        "tolerance": PARITY_TOLERANCE,
+    }
+
+
+def onnx_operators(path: Path) -> set[str]:
+    """Operator types in the graph, its functions and subgraphs."""
+    model = onnx.load(str(path))
+    found: set[str] = set()
+
+    def visit(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            found.add(node.op_type)
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    visit(attribute.g)
+
+    visit(model.graph)
+    for function in model.functions:
+        found.update(node.op_type for node in function.node)
+    return found
