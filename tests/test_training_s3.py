@@ -32,7 +32,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIATRAINING0000", "AWS_SECRET_ACCESS_KEY":
 
 @pytest.fixture(scope="module")
 def bucket(demo_store) -> Iterator[dict]:
-    """A server with the demo store at s3://stores/gait.zarr and an empty s3://releases."""
+    """A server with the demo store at s3://train-stores/gait.zarr and an empty
+    s3://train-releases (moto keeps buckets per process: names of their own)."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     saved = {k: os.environ.get(k) for k in CREDENTIALS}
     os.environ.update(CREDENTIALS)
@@ -41,9 +42,10 @@ def bucket(demo_store) -> Iterator[dict]:
     host, port = server.get_host_and_port()
     options = {"endpoint_url": f"http://{host}:{port}"}
     fs = s3fs.S3FileSystem(**options)
-    for name in ("stores", "releases"):
-        fs.mkdir(name)
-    fs.put(str(demo_store[0].resolve()) + "/", "stores/gait.zarr/", recursive=True)
+    for name in ("train-stores", "train-releases"):
+        if not fs.exists(name):
+            fs.mkdir(name)
+    fs.put(str(demo_store[0].resolve()) + "/", "train-stores/gait.zarr/", recursive=True)
     yield options
     server.stop()
     for key, value in saved.items():
@@ -51,7 +53,7 @@ def bucket(demo_store) -> Iterator[dict]:
 
 
 def test_loader_workers_read_the_bucket_like_the_local_store(bucket, demo_store) -> None:
-    remote = StoreSource("s3://stores/gait.zarr", bucket)
+    remote = StoreSource("s3://train-stores/gait.zarr", bucket)
     local = StoreSource(str(demo_store[0]))
     indices = np.arange(0, 1016, 3)
     seen = {}
@@ -73,22 +75,22 @@ def test_train_from_the_bucket_then_release_through_it(bucket, tmp_path) -> None
     def builder(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300)
 
-    log = builder("train", "gait-phase", "--store", "s3://stores/gait.zarr", "--epochs", "1",
+    log = builder("train", "gait-phase", "--store", "s3://train-stores/gait.zarr", "--epochs", "1",
                   "--dataset", "demo", "--dataset", "Angelidou", "--loader-workers", "2",
                   "--out", str(run), "--no-progress", *option)  # fmt: skip
     assert log.returncode == 0, log.stderr[-2000:]
     trained = json.loads((run / "metrics.json").read_text())
-    assert trained["store"]["url"] == "s3://stores/gait.zarr" and trained["store"]["version"] == "v0001"
+    assert trained["store"]["url"] == "s3://train-stores/gait.zarr" and trained["store"]["version"] == "v0001"
     assert builder("export", str(run), "--no-engines").returncode == 0
 
     for _ in range(2):
-        log = builder("engines", "push", str(run / "release"), "s3://releases/gait", *option)
+        log = builder("engines", "push", str(run / "release"), "s3://train-releases/gait", *option)
         assert log.returncode == 0, log.stderr[-2000:]
     assert "pushed gait-phase v2" in log.stdout
-    log = builder("engines", "list", "s3://releases/gait", *option)
+    log = builder("engines", "list", "s3://train-releases/gait", *option)
     assert log.returncode == 0 and log.stdout.count("complete") == 2, log.stdout
 
-    log = builder("engines", "pull", "s3://releases/gait", "gait-phase", "--to", str(tmp_path / "got"), *option)  # fmt: skip
+    log = builder("engines", "pull", "s3://train-releases/gait", "gait-phase", "--to", str(tmp_path / "got"), *option)  # fmt: skip
     assert log.returncode == 0, log.stderr[-2000:]
     pulled = tmp_path / "got" / "gait-phase-v2"
     manifest = json.loads((pulled / "manifest.json").read_text())
@@ -106,7 +108,7 @@ def released(bucket, tmp_path) -> tuple[str, s3fs.S3FileSystem, Path]:
     (folder / "model.onnx").write_bytes(b"onnx bytes")
     (folder / "model.fp16.engine").write_bytes(b"engine bytes")
     (folder / "manifest.json").write_text(json.dumps({"model": "hip-moment", "files": {}}))
-    url = f"s3://releases/{tmp_path.name}"
+    url = f"s3://train-releases/{tmp_path.name}"
     releases.push(folder, url, bucket)
     return url, s3fs.S3FileSystem(**bucket), folder
 
