@@ -262,6 +262,14 @@ class StrideDataset(Dataset):
         return block
 
 
+def read_strides(
+    source: StoreSource, indices: np.ndarray, signals: Sequence[str] = SIGNALS
+) -> dict[str, torch.Tensor]:
+    """Strides ``indices`` of a store as one batch (signals, masks and ``stride``)."""
+    dataset = StrideDataset(source, indices, signals)
+    return collate_strides(dataset.__getitems__(list(range(len(dataset)))))
+
+
 class ChunkShuffleSampler(Sampler[list[int]]):
     """Batches of dataset positions that each fall in as few store chunks as possible.
 

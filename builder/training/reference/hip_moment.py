@@ -27,11 +27,10 @@ from torch import nn
 from builder.conventions import SAMPLES_PER_STRIDE
 from builder.training.data import (
     Segment,
-    StrideDataset,
-    collate_strides,
     component_index,
     continuous_segments,
     first_subjects,
+    read_strides,
     retime,
     subject_folds,
     subject_ids,
@@ -192,8 +191,7 @@ def _subject_series(
     settings: TrainSettings, table: pd.DataFrame, strides: np.ndarray
 ) -> list[Series]:
     """The subject's continuous segments long enough to score, re-timed at ``RATE_HZ``."""
-    dataset = StrideDataset(settings.source, np.sort(strides), ("kinematics", "kinetics"))
-    batch = collate_strides(dataset.__getitems__(list(range(len(dataset)))))
+    batch = read_strides(settings.source, np.sort(strides), ("kinematics", "kinetics"))
     row_of = {int(s): k for k, s in enumerate(batch["stride"])}
     angle_all = batch["kinematics"][(slice(None), slice(None), *_HIP)].numpy().astype(float)
     moment_all = batch["kinetics"][(slice(None), slice(None), *_HIP)].numpy().astype(float)

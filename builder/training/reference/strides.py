@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from builder.training.data import StrideDataset, collate_strides, split_strides
+from builder.training.data import read_strides, split_strides, subject_ids
 from builder.training.loop import TrainSettings
 
 STATISTICS_STRIDES = 2000  # strides read for the standardisation statistics
@@ -27,7 +27,7 @@ class StrideSplit:
         return self.durations_s[batch["stride"]]
 
     def counts(self) -> dict[str, int]:
-        people = self.table["dataset"].astype(str) + "/" + self.table["subject"].astype(str)
+        people = pd.Series(subject_ids(self.table))
         return {
             f"{name}_{what}": int(n)
             for name, part in (
@@ -61,8 +61,7 @@ def read_batch(
     """Up to ``STATISTICS_STRIDES`` of ``indices`` (a seeded sample) as one batch."""
     rng = np.random.default_rng(settings.seed)
     chosen = np.sort(rng.permutation(indices)[:STATISTICS_STRIDES])
-    dataset = StrideDataset(settings.source, chosen, signals)
-    return collate_strides(dataset.__getitems__(list(range(len(chosen)))))
+    return read_strides(settings.source, chosen, signals)
 
 
 def feature_statistics(features: torch.Tensor) -> tuple[list[float], list[float]]:
