@@ -42,6 +42,7 @@ from builder.cluster import connect
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.errors import BuilderError, SourceError, StoreError
 from builder.processing.emg import EmgProcessing
+from builder.processing.quality import merge_counts
 from builder.processing.trial import build_strides, concatenate_batches
 from builder.records import RECORDING_METADATA, TrialSpec
 from builder.sources import read_trial
@@ -102,11 +103,24 @@ def build(catalog_path: str, options: BuildOptions, console: Console | None = No
     staging = Staging(options.output, options.storage_options)
     try:
         with staging.lock():
-            return _build_locked(catalog, specs, unavailable, options, console, staging)
-    except OSError as exc:  # storage that keeps failing after its own retries
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            try:
+                return _build_locked(catalog, specs, unavailable, options, console, staging)
+            except OSError as exc:  # storage that keeps failing after its own retries
+                error = StoreError(
+                    f"{options.output}: storage error ({_what(exc)}); nothing was published "
+                    "and the previous version is intact; re-run when the storage answers again"
+                )
+                staging.record_failure(str(error))
+                raise error from None
+            except (KeyboardInterrupt, SystemExit):
+                staging.record_failure("interrupted; a re-run resumes it", state="interrupted")
+                raise
+            except Exception as exc:  # `info` then says how the last build ended
+                staging.record_failure(str(exc) if isinstance(exc, BuilderError) else _what(exc))
+                raise
+    except OSError as exc:  # the lock itself: storage down before the build began
         raise StoreError(
-            f"{options.output}: storage error ({detail}); nothing was published and the "
+            f"{options.output}: storage error ({_what(exc)}); nothing was published and the "
             "previous version is intact; re-run when the storage answers again"
         ) from None
 
@@ -245,50 +259,86 @@ def process_trial(
     isolate: bool = True,
     read_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> TrialOutcome:
-    """Worker task: read, process and stage one trial. Never raises for bad input.
+    """Worker task: read, process, gate and stage one trial. Never raises for bad input.
 
     The adapter runs in an isolated reader process (``isolate``), so a file that crashes or
-    hangs its parser becomes a report entry instead of a dead worker.
+    hangs its parser becomes a report entry instead of a dead worker. Every reason a trial is
+    left out is a sentence that says what went wrong where.
     """
+    stage = f"reading it with the {spec.adapter} adapter"
     try:
         recordings = read_trial_isolated(spec, read_timeout_s) if isolate else read_trial(spec)
+        stage = "checking the catalogue's EMG processing settings"
         settings = EmgProcessing.model_validate(spec.processing)
-        batches, notes, sources = [], [], []
+        stage = "cutting and processing its strides"
+        batches, notes, sources, quality = [], [], [], []
         columns: dict[str, list[Any]] = {name: [] for name in RECORDING_METADATA}
         times_known = []
         for recording in recordings:
-            batch, recording_notes = build_strides(recording, settings)
-            notes.extend(recording_notes)
-            if batch.n_strides == 0:
-                continue
             try:
-                values = resolve_metadata(spec, recording.meta)
+                values, bad_metadata = resolve_metadata(spec, recording.meta), None
             except ValueError as exc:
-                raise SourceError(spec.url, str(exc)) from None
+                values, bad_metadata = None, str(exc)
+            strides = build_strides(
+                recording, settings, activity=values["activity"] if values else None
+            )
+            notes.extend(strides.notes)
+            quality.append(strides.quality)
+            if strides.batch.n_strides == 0:
+                continue
+            if values is None:
+                raise SourceError(spec.url, str(bad_metadata))
             for name, value in values.items():
-                columns[name].extend([value] * batch.n_strides)
-            times_known.extend([recording.times_absolute] * batch.n_strides)
-            batches.append(batch)
+                columns[name].extend([value] * strides.batch.n_strides)
+            times_known.extend([recording.times_absolute] * strides.batch.n_strides)
+            batches.append(strides.batch)
             sources.append(recording.event_source)
         if not batches:
             detail = "; ".join(dict.fromkeys(notes)) if notes else "no heel-strike pairs"
             raise SourceError(spec.url, f"no complete stride ({detail})")
         notes = list(dict.fromkeys(notes))  # runs of one trial repeat the same findings
         batch = concatenate_batches(batches, by_time=False)
+        stage = "staging its strides"
         staging.save_batch(key, batch)
-        event_source = "+".join(dict.fromkeys(sources))
         outcome = TrialOutcome.from_batch(
-            key, batch, notes, event_source, columns, np.asarray(times_known)
+            key,
+            batch,
+            notes,
+            "+".join(dict.fromkeys(sources)),
+            columns,
+            np.asarray(times_known),
+            merge_counts(quality),
         )
     except SourceError as exc:
         outcome = TrialOutcome(key, ok=False, reason=exc.problem)
     except (OSError, TimeoutError, MemoryError) as exc:
         # Possibly passing (I/O, memory): reported now, retried by the next run.
-        outcome = TrialOutcome(key, ok=False, reason=f"{type(exc).__name__}: {exc}", retry=True)
+        outcome = TrialOutcome(
+            key,
+            ok=False,
+            reason=f"{_what(exc)} while {stage}; the next run retries it",
+            retry=True,
+        )
     except Exception as exc:  # one bad input must never stop the build
-        outcome = TrialOutcome(key, ok=False, reason=f"{type(exc).__name__}: {exc}")
+        outcome = TrialOutcome(
+            key,
+            ok=False,
+            reason=(
+                f"unexpected error while {stage} ({_what(exc)}): the file has a layout the "
+                f"{spec.adapter} adapter does not handle, or the builder has a bug; please "
+                "report it with the file"
+            ),
+        )
     staging.save_outcome(outcome)
     return outcome
+
+
+def _what(exc: BaseException) -> str:
+    """``exc`` in one line: its type and message (the isolated reader's already has both)."""
+    message = " ".join(str(exc).split())
+    if isinstance(exc, RuntimeError) and ": " in message:
+        return message  # "ValueError: ..." relayed from the reader process
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _process_trials(
@@ -320,7 +370,10 @@ def _process_trials(
     def on_error(key: str, exc: BaseException) -> None:
         # The task itself never raises, so this is the worker process dying under it.
         outcomes[key] = TrialOutcome(
-            key, ok=False, reason=f"worker failed: {type(exc).__name__}: {exc}", retry=True
+            key,
+            ok=False,
+            reason=f"the Dask worker processing it died ({_what(exc)}); the next run retries it",
+            retry=True,
         )
 
     for key, outcome in _track(futures, "processing trials", console, options.progress, on_error):
@@ -500,6 +553,7 @@ def _report(
     plan: StorePlan,
 ) -> dict[str, Any]:
     built, left_out = [], []
+    quality: dict[str, list[dict[str, dict[str, int]]]] = {}
     for key, spec in trials.items():
         outcome = outcomes.get(key)
         entry = {"trial": spec.label, "source": spec.source, "url": spec.url}
@@ -510,8 +564,10 @@ def _report(
                     "strides": outcome.n_strides,
                     "events": outcome.event_source,
                     "notes": list(outcome.notes),
+                    "quality": outcome.quality,
                 }
             )
+            quality.setdefault(spec.dataset, []).append(outcome.quality)
         else:
             reason = outcome.reason if outcome is not None else "not processed"
             retry = outcome.retry if outcome is not None else True
@@ -529,6 +585,8 @@ def _report(
         "trials_built": built,
         "trials_left_out": left_out,
         "sources_unavailable": [asdict(u) for u in unavailable],
+        # Stride-components the quality gate left out: dataset -> check -> kind -> count.
+        "quality": {dataset: merge_counts(counts) for dataset, counts in sorted(quality.items())},
     }
 
 

@@ -271,12 +271,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from builder.store.reader import open_group, read_report, stride_counts, stride_table
+    from builder.store.reader import (
+        last_build,
+        open_group,
+        read_report,
+        stride_counts,
+        stride_table,
+    )
 
     so = storage_options(args.storage_options)
     report = read_report(args.url, so)
     counts = stride_counts(stride_table(args.url, so))
     out = Console()
+    if status := last_build(args.url, so):
+        out.print(
+            f"[bold yellow]Note:[/] {escape(status)}. Shown below: version {report['version']}, "
+            f"built {report['created']}.",
+            highlight=False,
+        )
     table = Table(title=f"{args.url} — version {report['version']}, {report['n_strides']} strides")
     for column in ("dataset", "activity", "side", "strides", "% of total"):
         table.add_column(column, justify="right" if column in ("strides", "% of total") else "left")
@@ -305,6 +317,18 @@ def _info(args: argparse.Namespace) -> int:
         f"{report['n_trials_left_out']} left out, "
         f"{len(report['sources_unavailable'])} sources unavailable."
     )
+    if quality := report.get("quality"):
+        from builder.processing.quality import CHECK_DESCRIPTIONS, KINDS
+
+        gate = Table(title="Left out by the quality gate (stride-components)")
+        for column in ("dataset", "check", *KINDS):
+            gate.add_column(column, justify="right" if column in KINDS else "left")
+        for dataset, checks in sorted(quality.items()):
+            for check, per_kind in sorted(checks.items()):
+                gate.add_row(dataset, check, *(str(per_kind.get(k, "")) for k in KINDS))
+        out.print(gate)
+        for check in sorted({c for checks in quality.values() for c in checks}):
+            out.print(f"  {check}: {CHECK_DESCRIPTIONS.get(check, '')}", highlight=False)
     if report["trials_left_out"]:
         left = Table(title="Trials left out")
         left.add_column("trial")

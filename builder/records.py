@@ -56,6 +56,9 @@ class SideRecording:
     - ``heel_strikes_s`` / ``toe_offs_s``: event times in the source time base, sorted.
     - ``kinetics_valid_s``: (K, 2) time windows in which the kinetics are trustworthy (e.g. the
       foot was on a force plate); ``None`` means the whole recording.
+    - ``heel_strike_sources``: which detector gave each heel strike (``"events"``,
+      ``"force_plate"``, ``"kinematics"``, ...), parallel to ``heel_strikes_s``; empty means
+      all came from the recording's ``event_source``. Each stride records its two ends' sources.
     """
 
     side: Side
@@ -65,6 +68,11 @@ class SideRecording:
     heel_strikes_s: np.ndarray
     toe_offs_s: np.ndarray = field(default_factory=lambda: np.empty(0))
     kinetics_valid_s: np.ndarray | None = None
+    heel_strike_sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.heel_strike_sources and len(self.heel_strike_sources) != len(self.heel_strikes_s):
+            raise ValueError("heel_strike_sources must name the source of every heel strike")
 
 
 # Trial-table columns an adapter may set per recording (a file can hold several subjects,
@@ -91,6 +99,7 @@ class TrialRecording:
     columns (keys from :data:`RECORDING_METADATA`) for this recording; activity tokens go
     through the catalogue's ``activity_map``. ``times_absolute`` is False when the source gives
     stride durations but no times: strides then carry no ``source_start_s``.
+    ``shared_emg`` names groups of muscles one channel feeds on purpose.
     """
 
     sides: tuple[SideRecording, ...]
@@ -100,6 +109,9 @@ class TrialRecording:
     notes: tuple[str, ...] = ()  # non-fatal findings, copied into the build report
     meta: dict[str, Any] = field(default_factory=dict)
     times_absolute: bool = True
+    # Muscles the catalogue explicitly feeds from one channel (e.g. one electrode over both
+    # gastrocnemius heads): the quality gate does not call them duplicates.
+    shared_emg: tuple[frozenset[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,7 @@ class StrideBatch:
     side: np.ndarray  # (N,) '<U1'
     start_s: np.ndarray  # (N,) float64, source time base
     duration_s: np.ndarray  # (N,) float64
+    event_source: np.ndarray  # (N,) str: the detectors of the stride's two heel strikes
 
     @property
     def n_strides(self) -> int:

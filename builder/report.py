@@ -34,6 +34,7 @@ import xarray as xr
 
 from builder.conventions import ACTIVITIES, MUSCLE_ABBREVIATIONS
 from builder.errors import BuilderError
+from builder.processing.quality import CHECK_DESCRIPTIONS, KINDS
 from builder.store.reader import open_store, read_report
 
 # Signal variables, their masks and the non-stride dims of their components.
@@ -605,6 +606,23 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: set[in
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _quality_table(quality: dict[str, dict[str, dict[str, int]]]) -> str:
+    """Rows dataset × check with the EMG, kinematics and kinetics components left out."""
+    rows = [
+        (
+            dataset,
+            check,
+            *(per_kind.get(kind, "") for kind in KINDS),
+            CHECK_DESCRIPTIONS.get(check, ""),
+        )
+        for dataset, checks in sorted(quality.items())
+        for check, per_kind in sorted(checks.items())
+    ]
+    if not rows:
+        return "<p>The gate left nothing out.</p>"
+    return _table(("dataset", "check", *KINDS, "what it means"), rows, {2, 3, 4})
+
+
 def _html(
     url: str,
     attrs: dict[str, Any],
@@ -631,6 +649,7 @@ def _html(
                 ("build", "Build"),
                 ("counts", "Stride counts"),
                 ("coverage", "Coverage"),
+                ("quality", "Quality gate"),
                 ("curves", "Ensemble curves"),
                 ("contract", "Mask checks"),
                 ("left-out", "Trials left out"),
@@ -713,6 +732,15 @@ def _html(
         "absent components are NaN in the store and never enter the curves below.</p>"
     )
     parts.append('<img src="figures/coverage.png" alt="component coverage per dataset">')
+
+    # Quality gate
+    parts.append('<h2 id="quality">Quality gate</h2>')
+    parts.append(
+        "<p>Stride-components the quality gate left out (mask clear, values NaN) before the "
+        "store was written, per dataset and check; each trial's notes in the build report say "
+        "which component of which stride and why.</p>"
+    )
+    parts.append(_quality_table(report.get("quality", {})))
 
     # Curves
     parts.append('<h2 id="curves">Ensemble curves</h2>')

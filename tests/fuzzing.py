@@ -5,7 +5,7 @@ A mutation is a pure function of (original bytes, file kind, seed): :func:`mutat
 same description and bytes for the same seed, so any input a test reports can be rebuilt with
 ``mutation(Path(file).read_bytes(), kind, seed)`` and read on its own.
 
-- binary files (C3D, MAT v5, MAT v7.3/HDF5, xlsx): truncation (at 0 bytes, inside headers,
+- binary files (C3D, MAT v5, MAT v7.3/HDF5): truncation (at 0 bytes, inside headers,
   anywhere), byte overwrites and bit flips concentrated in the format's header / parameter /
   metadata regions (:func:`regions`) or spread over the body, extreme integers and floats
   written into header fields, zeroed and random blocks, inserted and removed blocks;
@@ -73,9 +73,6 @@ def regions(data: bytes, kind: str) -> list[tuple[int, int]]:
                 (subsystem,) = struct.unpack_from("<q", data, 116)
                 if 128 < subsystem < size:
                     found.append((subsystem, size))  # MCOS objects (tables, strings)
-    elif kind == "xlsx":
-        for signature in (b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06"):
-            found += [(m.start(), min(size, m.start() + 64)) for m in re.finditer(signature, data)]
     return [(a, b) for a, b in found if b > a] or [(0, min(size, 512))]
 
 
@@ -396,7 +393,7 @@ def _is_number(text: str) -> bool:
 
 
 def mutation(data: bytes, kind: str, seed: Seed) -> tuple[str, bytes]:
-    """(description, mutated bytes) of ``data`` (a file of ``kind``: c3d, mat, xlsx, csv,
+    """(description, mutated bytes) of ``data`` (a file of ``kind``: c3d, mat, csv,
     opensim), a pure function of its arguments."""
     rng = np.random.default_rng(list(seed))
     if kind in ("csv", "opensim"):
@@ -413,7 +410,7 @@ def mutation(data: bytes, kind: str, seed: Seed) -> tuple[str, bytes]:
 class Target:
     """One file to mutate ``count`` times, read through ``spec``'s trial."""
 
-    family: str  # summary row: c3d, mat-v5, mat-v7.3, mat-table, csv, opensim, xlsx
+    family: str  # summary row: c3d, mat-v5, mat-v7.3, mat-table, csv, opensim
     name: str
     spec: TrialSpec  # over the pristine files under ``root``
     root: str  # the folder copied for each chunk (the trial's file and its siblings)

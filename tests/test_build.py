@@ -222,6 +222,43 @@ def test_nothing_built_is_an_error_and_nothing_is_published(tmp_path: Path) -> N
         xr.open_zarr(tmp_path / "gait.zarr")
 
 
+def test_info_after_a_failed_build_says_it_failed_when_and_why(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    """Issue 9, defect 6: not "a build is under way or was interrupted"."""
+    raw = tmp_path / "raw" / "S01"
+    raw.mkdir(parents=True)
+    trial = raw / "walk_v1.20_i+0_t01.c3d"
+    trial.write_bytes(b"garbage")
+    catalog, output = demo_catalog(tmp_path, tmp_path / "raw"), tmp_path / "gait.zarr"
+    with pytest.raises(BuilderError):
+        build_store(catalog, output, workers=1)
+
+    def info() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "builder", "info", str(output)], capture_output=True, text=True
+        )
+
+    failed = info()
+    assert failed.returncode == 1
+    assert "no complete build yet; the last build failed at 20" in failed.stderr
+    assert "no trial produced a stride" in failed.stderr
+    assert "not a readable C3D file" in failed.stderr  # the first reason
+    assert "under way" not in failed.stderr
+
+    trial.write_bytes((demo_root / "S01" / trial.name).read_bytes())
+    version = build_store(catalog, output, workers=1).version
+    assert "Note" not in info().stdout
+    trial.write_bytes(b"garbage again")
+    with pytest.raises(BuilderError):
+        build_store(catalog, output, workers=1)
+    after = info()
+    assert after.returncode == 0, after.stderr
+    text = " ".join(after.stdout.split())
+    assert "Note: the last build failed at 20" in text and "not a readable C3D file" in text
+    assert f"Shown below: version {version}" in text
+
+
 def _interp(times: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
     flat = values.reshape(len(times), -1)
     out = np.stack([np.interp(query, times, flat[:, c]) for c in range(flat.shape[1])], axis=1)
@@ -261,11 +298,17 @@ sources:
     assert np.isnan(pig.kinetics.values[2]).all()
     ankle = pig.kinetics.sel(joint="ankle", plane="flexion").min("sample").values[:2]
     assert ((ankle < -1.0) & (ankle > -1.8)).all()  # internal plantarflexor moment, N·m/kg
-    # gait-raw: no events, no model outputs; strides from plates + kinematics, EMG only.
+    # gait-raw: no events, no model outputs; strides from plates + kinematics.
     assert len(raw.stride) == 4 and not raw.kinematics_mask.values.any()
-    assert raw.emg_mask.sel(muscle="tibialis_anterior").values.all()
+    # EMG1/EMG2 are unplugged electrodes (five ADC levels of noise that hold one level for
+    # 5-10 samples): the quality gate leaves them out of every stride, and says so.
+    assert not ds.emg_mask.values.any()
+    assert result.report["quality"] == {"c3d.org": {"constant_run": {"emg": 7}}}
     built = {entry["trial"]: entry for entry in result.report["trials_built"]}
     assert built["c3d.org/A22/raw (gait-raw.c3d)"]["events"] == "force_plate+kinematics"
+    # each stride names the detectors of its two heel strikes
+    assert set(raw.event_source.values) == {"force_plate+kinematics", "kinematics"}
+    assert set(pig.event_source.values) == {"events"}
 
 
 def test_info_and_export_index_from_the_command_line(demo_store, tmp_path: Path) -> None:

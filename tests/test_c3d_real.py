@@ -241,13 +241,25 @@ def test_moment_units_checks() -> None:
 # --- force plates -----------------------------------------------------------------------
 
 
+# A plate contact is where the load passes 50 N, its ends where it crosses 20 N once the plate's
+# zero offset is removed: within two analog samples of the stored Vicon foot strike / foot off.
+PLATE_EDGE_TOLERANCE_S = 0.0025
+
+
 def test_kinetics_valid_windows_are_the_plate_stances() -> None:
     pig = read(PIG)
-    # |Fz| > 50 N: FP1 0.574-1.136 s (left), FP2 1.040-1.596 s (right); interleaved channels
-    np.testing.assert_allclose(side(pig, "L").kinetics_valid_s, [[0.57375, 1.13625]], atol=1e-6)
-    np.testing.assert_allclose(side(pig, "R").kinetics_valid_s, [[1.04, 1.59625]], atol=1e-6)
-    cgm = read(CGM)
-    np.testing.assert_allclose(side(cgm, "L").kinetics_valid_s, [[2.733, 3.362]], atol=1e-6)
+    # FP1 under the left foot (FS 0.570, FO 1.153), FP2 the right (1.036, 1.611); FZ channels
+    # interleaved
+    np.testing.assert_allclose(
+        side(pig, "L").kinetics_valid_s, [[0.570, 1.153]], atol=PLATE_EDGE_TOLERANCE_S
+    )
+    np.testing.assert_allclose(
+        side(pig, "R").kinetics_valid_s, [[1.036, 1.611]], atol=PLATE_EDGE_TOLERANCE_S
+    )
+    cgm = read(CGM)  # the left foot on the plate from FS 2.732 to FO 3.38
+    np.testing.assert_allclose(
+        side(cgm, "L").kinetics_valid_s, [[2.732, 3.38]], atol=PLATE_EDGE_TOLERANCE_S
+    )
     assert side(cgm, "R").kinetics_valid_s.shape == (0, 2)  # the right foot never hit the plate
 
 
@@ -255,29 +267,37 @@ def test_gait_with_emg_marker_units_m_and_plate_feet() -> None:
     recording = read(EMG_FILE)  # POINT:UNITS m, plates in m, no events
     assert recording.event_source == "force_plate+kinematics"
     left, right = side(recording, "L"), side(recording, "R")
-    np.testing.assert_allclose(left.kinetics_valid_s, [[0.512, 1.140]], atol=0.002)  # FP1
-    np.testing.assert_allclose(right.kinetics_valid_s, [[1.040, 1.704]], atol=0.002)  # FP2
+    # FP1 (its +23 N zero offset removed) and FP2, from 20 N of load to 20 N
+    np.testing.assert_allclose(left.kinetics_valid_s, [[0.512, 1.141]], atol=0.002)  # FP1
+    np.testing.assert_allclose(right.kinetics_valid_s, [[1.038, 1.710]], atol=0.002)  # FP2
     assert left.heel_strikes_s[0] == pytest.approx(0.512, abs=0.002)  # plate onsets
-    assert right.heel_strikes_s[0] == pytest.approx(1.040, abs=0.002)
-    for events in (left, right):  # the kinematic heel strike one stride later
-        assert np.diff(events.heel_strikes_s) == pytest.approx([1.05], abs=0.03)
+    assert right.heel_strikes_s[0] == pytest.approx(1.038, abs=0.002)
+    # the kinematic heel strike one stride later, its lead on the plates corrected: the
+    # stride lasts as long as with Zeni's heel strikes at both ends (1.077 s and 1.118 s)
+    assert np.diff(left.heel_strikes_s) == pytest.approx([1.077], abs=0.01)
+    assert np.diff(right.heel_strikes_s) == pytest.approx([1.118], abs=0.01)
 
 
 def test_walking2_empty_event_group_and_plate_noise() -> None:
-    recording = read(WALKING2)  # plate 2 carries ±27 N of noise
+    recording = read(WALKING2)  # the plates sit at -14 N and -20 N (down to -27 N) unloaded
     assert recording.event_source == "force_plate+kinematics"
+    assert "force plate 2: zero offset -20 N removed" in recording.notes
     left, right = side(recording, "L"), side(recording, "R")
-    np.testing.assert_allclose(left.kinetics_valid_s, [[2.2555, 2.7430]], atol=1e-3)  # FP2
-    np.testing.assert_allclose(right.kinetics_valid_s, [[2.6790, 3.2365]], atol=1e-3)  # FP1
-    assert left.heel_strikes_s[0] == pytest.approx(2.2555, abs=1e-3)
-    assert right.heel_strikes_s[1] == pytest.approx(2.679, abs=1e-3)
+    np.testing.assert_allclose(left.kinetics_valid_s, [[2.2475, 2.7565]], atol=1e-3)  # FP2
+    np.testing.assert_allclose(right.kinetics_valid_s, [[2.6720, 3.2480]], atol=1e-3)  # FP1
+    assert left.heel_strikes_s[0] == pytest.approx(2.2475, abs=1e-3)
+    assert right.heel_strikes_s[1] == pytest.approx(2.672, abs=1e-3)
 
 
 def test_without_foot_markers_plates_go_to_the_side_of_the_stored_event() -> None:
     no_markers = {"markers": {"heel": [], "ankle": [], "toe": [], "pelvis": []}}
     recording = read(PIG, events=no_markers)
-    np.testing.assert_allclose(side(recording, "L").kinetics_valid_s, [[0.57375, 1.13625]])
-    np.testing.assert_allclose(side(recording, "R").kinetics_valid_s, [[1.04, 1.59625]])
+    np.testing.assert_allclose(
+        side(recording, "L").kinetics_valid_s, side(read(PIG), "L").kinetics_valid_s
+    )
+    np.testing.assert_allclose(
+        side(recording, "R").kinetics_valid_s, side(read(PIG), "R").kinetics_valid_s
+    )
     with pytest.raises(SourceError, match=r"gait-raw\.c3d: no heel strikes found by any enabled"):
         read(RAW, events=no_markers)  # no events, plates unassignable, no Zeni
 
@@ -285,9 +305,11 @@ def test_without_foot_markers_plates_go_to_the_side_of_the_stored_event() -> Non
 def test_plates_alone() -> None:
     recording = read(RAW, events={"detect": ["force_plate"]})
     assert recording.event_source == "force_plate"
-    np.testing.assert_allclose(side(recording, "L").heel_strikes_s, [0.5725], atol=1e-6)
-    np.testing.assert_allclose(side(recording, "R").heel_strikes_s, [1.04], atol=1e-6)
-    np.testing.assert_allclose(side(recording, "L").toe_offs_s, [1.13875], atol=1e-6)
+    # gait-pig.c3d's events: L FS 0.570, R FS 1.036, L FO 1.153
+    np.testing.assert_allclose(side(recording, "L").heel_strikes_s, [0.570], atol=1e-6)
+    np.testing.assert_allclose(side(recording, "R").heel_strikes_s, [1.03625], atol=1e-6)
+    np.testing.assert_allclose(side(recording, "L").toe_offs_s, [1.15125], atol=1e-6)
+    assert side(recording, "L").heel_strike_sources == ("force_plate",)
 
 
 # --- detection against Vicon's events ---------------------------------------------------

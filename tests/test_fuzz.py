@@ -29,7 +29,7 @@ from builder.records import TrialSpec
 from helpers import REAL_DATA, SMALL_LAYOUT, copy_demo_subset, demo_catalog, trial_specs
 
 READ_TIMEOUT_S = 10.0
-FAMILIES = ["c3d", "mat-v5", "mat-v7.3", "mat-table", "csv", "opensim", "xlsx"]
+FAMILIES = ["c3d", "mat-v5", "mat-v7.3", "mat-table", "csv", "opensim"]
 MIN_INPUTS = 1000
 
 # (family, catalogue source, trial whose url ends with, file mutated (relative to the source
@@ -85,7 +85,6 @@ DATASET_TARGETS = [
      "Gait_Time_Series/P10Data/Joints_Kinetics/1.sto", "opensim", 35),
     ("opensim", "gait120", "S061/EMG/RawData.mat",
      "Gait120_061_to_070/S061/JointAngle/LevelWalking/Trial01/step01.mot", "opensim", 40),
-    ("xlsx", "moghadam2023", "P10Data/EMG/1.csv", "Study Summary.xlsx", "xlsx", 10),
 ]
 # The demo's C3D files: one of each writing style (plain, subject prefix, lower-case events and
 # a non-zero first frame, events in CONTEXTS).

@@ -283,6 +283,91 @@ def test_plate_events_replace_nearby_kinematic_ones() -> None:
     np.testing.assert_allclose(ge.merge_events(plate, []), plate)
 
 
+def test_merged_events_say_which_detector_gave_them() -> None:
+    times, from_plate = ge.merge_with_sources([0.5725, 2.44], [0.54, 1.48, 2.46, 3.40])
+    np.testing.assert_allclose(times, [0.5725, 1.48, 2.44, 3.40])
+    assert from_plate.tolist() == [True, False, True, False]
+
+
+def test_kinematic_lag_behind_plate_events() -> None:
+    plate = np.array([0.57, 2.44, 4.0])
+    kinematic = np.array([0.542, 1.48, 2.405, 3.70])  # 4.0 has no kinematic event within 0.15 s
+    np.testing.assert_allclose(ge.event_lags(plate, kinematic), [0.028, 0.035])
+    assert ge.event_lags(plate, []).size == 0 and ge.event_lags([], kinematic).size == 0
+
+
+# --- plate zero offsets -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [-210.0, -70.0, 0.0, 150.0])
+def test_plate_baseline_is_the_unloaded_level(offset: float) -> None:
+    rate, n = 1000.0, 4000
+    force = stance_force(rate, n, 1.2, 1.9) + offset  # ±27 N noise, unloaded 3.3 of 4 s
+    assert ge.plate_baseline(force, rate, 50.0) == pytest.approx(offset, abs=3.0)
+    # with it removed the contact is where it was; without, it spans (nearly) the whole trial
+    (contact,) = ge.plate_contacts(force - ge.plate_baseline(force, rate, 50.0), rate, 0.0, 50.0)
+    assert contact.on_s == pytest.approx(1.2, abs=0.01)
+    if abs(offset) > 100:
+        assert ge.plate_contacts(force, rate, 0.0, 50.0)[0].on_s < 0.1
+
+
+def test_plate_baseline_of_a_plate_stood_on_at_the_start() -> None:
+    """Standing still on the plate (quiet, like an unloaded plate) before stepping off: the
+    unloaded level is the quiet level on the far side from the stance peaks."""
+    rate = 1000.0
+    rng = np.random.default_rng(3)
+    standing = 700.0 + rng.normal(0.0, 3.0, 1500)
+    stance = stance_force(rate, 1500, 0.4, 1.0, seed=4)
+    stance[400:1001] += 150.0 * np.sin(np.pi * np.arange(601) / 600)  # peaks above standing
+    force = np.concatenate((standing, rng.normal(0.0, 1.0, 1000), stance)) - 80.0
+    assert ge.plate_baseline(force, rate, 50.0) == pytest.approx(-80.0, abs=3.0)
+    assert ge.plate_baseline(np.full(50, 3.0), rate, 50.0) is None  # shorter than a window
+
+
+def test_contact_ends_at_the_edge_level() -> None:
+    """The threshold finds the contact; its ends are where the load crosses the edge level."""
+    rate = 1000.0
+    t = np.arange(2000) / rate
+    force = np.clip(1900.0 * (t - 0.5), 0.0, 700.0) * (t < 1.2)  # 20 N at 0.5105, 50 N 0.5263
+    (plain,) = ge.plate_contacts(force, rate, 0.0, 50.0)
+    (edged,) = ge.plate_contacts(force, rate, 0.0, 50.0, edge_n=20.0)
+    assert plain.on_s == pytest.approx(0.527, abs=1e-9)
+    assert edged.on_s == pytest.approx(0.511, abs=1e-9)
+    assert edged.off_s == plain.off_s  # a sharp release
+    assert ge.plate_contacts(stance_force(rate, 2000, 5.0, 6.0) * 0.5, rate, 0.0, 50.0, 20.0) == []
+
+
+# --- the lab's vertical axis ----------------------------------------------------------------
+
+
+def test_vertical_axis_from_markers_plates_or_load() -> None:
+    markers = walker(100.0, 300, up_axis=1)
+    feet = [markers[name] for name in ("LHEE", "LTOE", "RHEE", "RTOE")]
+    assert ge.marker_vertical_axis(markers["SACR"], feet) == 1
+    assert ge.marker_vertical_axis(None, feet) is None
+    assert ge.marker_vertical_axis(markers["SACR"], []) is None
+    floor = np.array([[[0.5, 0.0, 0.9], [0.0, 0.0, 0.9], [0.0, 0.0, 0.3], [0.5, 0.0, 0.3]]])
+    assert ge.plate_vertical_axis(floor) == 1  # plates in the X-Z plane: Y up
+    assert ge.plate_vertical_axis(np.zeros((1, 4, 3))) is None  # corners not filled in
+    tilted = floor.copy()
+    tilted[0, :2, 1] = 0.5
+    assert ge.plate_vertical_axis(tilted) is None
+    force = np.zeros((1000, 3))
+    force[200:800, 1] = 700.0
+    force[200:800, 0] = 120.0  # shear
+    assert ge.load_vertical_axis([force], 50.0) == 1
+    assert ge.load_vertical_axis([np.zeros((1000, 3))], 50.0) is None  # never loaded
+
+
+def test_missing_runs_tell_interior_gaps_from_edges() -> None:
+    x = np.arange(20.0)[:, None].repeat(3, axis=1)
+    x[:2] = np.nan
+    x[5:7, 1] = np.nan  # one component missing is a missing sample
+    x[15:] = np.nan
+    np.testing.assert_array_equal(ge.missing_runs(x), [[0, 2, 0], [5, 7, 1], [15, 20, 0]])
+    assert ge.missing_runs(np.ones((5, 3))).shape == (0, 3)
+
+
 # --- event labels -----------------------------------------------------------------------
 
 

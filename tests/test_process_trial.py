@@ -68,7 +68,7 @@ def test_implausible_or_flat_components_are_left_out_of_their_strides(
     specs, _ = expand_trials(load_catalog(demo_catalog(tmp_path, demo_root)))
     (spec,) = [s for s in specs if s.url.endswith("S01/walk_v1.20_i+0_t01.c3d")]
     (recording,) = read_trial(spec)
-    before, _ = build_strides(recording, EmgProcessing())
+    before = build_strides(recording, EmgProcessing()).batch
     knee, sagittal = JOINTS.index("knee"), PLANES.index("flexion")
     soleus = MUSCLES.index("soleus")
     (side_index,) = [i for i, s in enumerate(recording.sides) if s.side == "L"]
@@ -91,9 +91,8 @@ def test_implausible_or_flat_components_are_left_out_of_their_strides(
     )
     sides = list(recording.sides)
     sides[side_index] = changed
-    batch, notes = build_strides(
-        dataclasses.replace(recording, sides=tuple(sides)), EmgProcessing()
-    )
+    result = build_strides(dataclasses.replace(recording, sides=tuple(sides)), EmgProcessing())
+    batch, notes = result.batch, result.notes
 
     assert batch.n_strides == before.n_strides
     assert not batch.kinetics_mask[stride, knee, sagittal] and not batch.kinetics_mask[stride, 0, 0]
@@ -104,4 +103,41 @@ def test_implausible_or_flat_components_are_left_out_of_their_strides(
     assert not np.isinf(batch.kinetics).any() and not np.isinf(batch.emg_envelope).any()
     assert not batch.emg_mask[on_left, soleus].any()
     np.testing.assert_array_equal(batch.emg_mask[~on_left], before.emg_mask[~on_left])
-    assert any("beyond ±100" in n for n in notes) and any("flat" in n for n in notes), notes
+    assert any("range: L knee flexion moment" in n for n in notes), notes
+    assert any("range: L hip adduction moment" in n for n in notes), notes
+    assert any("L soleus" in n and "exact zeros" in n for n in notes), notes
+    assert result.quality["range"]["kinetics"] == 2
+    assert result.quality["constant_run"]["emg"] == int(on_left.sum())
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (KeyError("platform"), "(KeyError: 'platform')"),
+        (ValueError("zero-size array to reduction operation"), "(ValueError: zero-size array"),
+    ],
+)
+def test_unexpected_errors_are_left_out_with_a_sentence(
+    spec_and_staging, monkeypatch, error: Exception, expected: str
+) -> None:
+    """Issue 9, defect 12: never a bare exception string as the reason."""
+    from builder.sources.c3d import C3DAdapter
+
+    spec, staging = spec_and_staging
+
+    def broken(self, spec, files):
+        raise error
+
+    monkeypatch.setattr(C3DAdapter, "read_trial", broken)
+    outcome = process_trial(spec, trial_key(spec), staging, isolate=False)
+    assert not outcome.ok and not outcome.retry
+    assert outcome.reason.startswith("unexpected error while reading it with the c3d adapter")
+    assert expected in outcome.reason and "please report it" in outcome.reason
+
+
+def test_errors_relayed_from_the_reader_process_are_sentences_too(spec_and_staging) -> None:
+    from builder.build import _what
+
+    assert _what(RuntimeError("ValueError: zero-size array")) == "ValueError: zero-size array"
+    assert _what(KeyError("platform")) == "KeyError: 'platform'"
+    assert _what(OSError()) == "OSError"

@@ -84,3 +84,34 @@ def test_sample_ranges_tile_the_signal_without_overlap() -> None:
     assert ranges[0, 1] == ranges[1, 0] and ranges[1, 1] == ranges[2, 0]
     np.testing.assert_array_equal(ranges[:, 1] - ranges[:, 0], [1001, 1099, 1110])
     assert ranges[0, 0] == 250  # first sample at or after the heel strike
+
+
+def test_float32_event_times_next_to_a_nan_frame_keep_the_stride() -> None:
+    """Issue 9, defect 7: C3D event times are float32. 65/60 s stored as float32 lands at
+    frame 65.0000024; the frame after the stride's end is NaN (the foot left the plate, the
+    moments stop). A weight of 2e-6 on that NaN must not cost the stride its moments."""
+    rate = 60.0
+    data = np.sin(np.linspace(0, 3, 130))[:, None]
+    data[66:] = np.nan  # moments end at frame 65
+    series = TimeSeries(data, rate, 0.0, "N.m/kg")
+    start = float(np.float32(5 / rate))
+    end = float(np.float32(65 / rate))
+    assert (end * rate) % 1 > 0  # a hair past frame 65
+    curve = time_normalise(series, np.array([start]), np.array([end]), 200)
+    assert np.isfinite(curve).all()
+    assert curve[0, -1, 0] == data[65, 0] and curve[0, 0, 0] == data[5, 0]  # snapped
+    # The EMG rows of the stride start and stop at the frames too.
+    emg = TimeSeries(np.zeros((2000, 1)), 1000.0, 0.0, "V")
+    ((first, stop),) = sample_ranges(emg, np.array([float(np.float32(0.9))]), np.array([1.7]))
+    assert (first, stop) == (900, 1700)
+    # A real share of a NaN neighbour still spoils the value: nothing is made up.
+    late = time_normalise(series, np.array([start]), np.array([65.3 / rate]), 200)
+    assert np.isnan(late[0, -1, 0])
+
+
+def test_negligible_weights_never_carry_a_nan() -> None:
+    data = np.array([0.0, 1.0, 2.0, np.nan, 4.0])[:, None]
+    series = TimeSeries(data, 1.0, 0.0, "deg")
+    near = time_normalise(series, np.array([0.0]), np.array([2.0005]), 3)
+    assert near[0, -1, 0] == 2.0
+    assert np.isnan(time_normalise(series, np.array([0.0]), np.array([2.01]), 3)[0, -1, 0])

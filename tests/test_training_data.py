@@ -102,7 +102,8 @@ def test_loader_workers_deliver_every_stride_once_in_chunk_sized_batches(
     for batch in loader:
         strides = batch["stride"].numpy()
         seen.extend(strides.tolist())
-        assert len(np.unique(strides // chunk)) == 1  # one chunk read per batch
+        # whole chunks: a batch draws on one chunk, or on two where one's strides run out
+        assert len(np.unique(strides // chunk)) <= 2
         np.testing.assert_array_equal(batch["kinematics"].numpy(), kinematics[strides])
         assert batch["emg_mask"].dtype == torch.bool
     assert sorted(seen) == sorted(indices.tolist())
@@ -111,6 +112,13 @@ def test_loader_workers_deliver_every_stride_once_in_chunk_sized_batches(
     assert [b for b in sampler] != first  # reshuffled per epoch
     sampler.set_epoch(0)
     assert [b for b in sampler] == first  # … deterministically
+
+
+def test_indices_outside_the_store_are_refused_by_name(store: Path) -> None:
+    source = StoreSource(str(store))
+    n = len(source.table())
+    with pytest.raises(ValueError, match=rf"stride indices \[{n}\] are outside the store"):
+        StrideDataset(source, np.array([0, n]))
 
 
 def test_splits_of_a_store_keep_each_person_in_one_part(store: Path) -> None:
@@ -152,5 +160,5 @@ def test_the_demo_store_has_continuous_segments(store: Path) -> None:
     table = StoreSource(str(store)).table()
     segments = continuous_segments(table)
     placed = np.isfinite(table["source_start_s"].to_numpy(float))  # strides with source times
-    assert sum(len(s.strides) for s in segments) == placed.sum() > 900
+    assert sum(len(s.strides) for s in segments) == placed.sum() > 0.85 * len(table)
     assert max(len(s.strides) for s in segments) >= 4  # whole walking bouts, not single strides

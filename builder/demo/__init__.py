@@ -35,7 +35,7 @@ from builder.demo.datasets import miniature_sources, write_miniatures
 from builder.demo.gait_model import SimulatedTrial, SubjectParams, simulate_trial
 
 # Bump whenever the generated files change, so caches of older versions are not reused.
-DEMO_VERSION: Final = 2
+DEMO_VERSION: Final = 3
 N_STRIDES: Final = 8  # whole strides per leg and trial (each leg has N_STRIDES + 1 heel strikes)
 MAINS_HZ: Final = 50.0
 _MARKER: Final = ".complete"

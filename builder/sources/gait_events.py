@@ -1,12 +1,18 @@
 """Gait-event detection from force plates and marker trajectories: pure numpy, any adapter.
 
-- Plate contacts: the vertical ground-reaction force above a threshold well above plate noise.
+- Plate contacts: the vertical ground-reaction force, its zero offset removed
+  (:func:`plate_baseline`, from the spans where the plate is unloaded), above a threshold well
+  above plate noise; onset and offset where the load crosses ``CONTACT_EDGE_N``.
+- The lab's vertical axis: the pelvis above the feet, else the plates' normal (their corners),
+  else the axis along which the plates carry body weight.
 - Which foot made a contact: the foot whose markers lie nearest the centre of pressure.
 - Kinematic events (Zeni et al. 2008, Gait Posture 27:710): heel strike at the most anterior
   position of the heel (or ankle) relative to the pelvis along the direction of progression,
   toe off at the most posterior position of the toe.
 - Merging: a plate event replaces the kinematic event of the same foot near it (plates are
-  precise to a sample; Zeni's heel strike is typically 20-100 ms early).
+  precise to a sample; Zeni's heel strike is typically 20-100 ms early). :func:`event_lags`
+  measures that lead on the events both detectors saw, so an adapter can correct the
+  kinematic events before splicing them with plate events.
 - Heel strikes from joint angles alone (no markers, no plates: :func:`kinematic_heel_strikes`):
   the first minimum of knee flexion after each swing peak (terminal-swing knee extension).
 
@@ -37,6 +43,14 @@ MAX_MARKER_GAP_S = 0.1
 # A kinematic event is the extreme of the signal at least this far either side (a broad peak
 # moves ~mm within it; marker noise cannot fake it).
 PEAK_FLANK_S = 0.04
+# Contact onset and offset are placed where the load (zero offset removed) crosses this level,
+# once the force has passed the detection threshold: gait-pig.c3d's Vicon events sit at 17-23 N.
+CONTACT_EDGE_N = 20.0
+# Window over which a plate's signal must be flat to count as unloaded (baseline estimation).
+QUIET_WINDOW_S = 0.1
+# A kinematic event is paired with a plate event of the same foot at most this far away when
+# estimating the kinematic detector's lag (Zeni's heel strike runs 10-100 ms early).
+MAX_KINEMATIC_LAG_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -87,8 +101,12 @@ def plate_contacts(
     threshold_n: float,
     min_duration_s: float = MIN_CONTACT_S,
     max_gap_s: float = MAX_CONTACT_GAP_S,
+    edge_n: float | None = None,
 ) -> list[Contact]:
-    """Foot contacts on one plate from its vertical force (T,) in newtons."""
+    """Foot contacts on one plate from its vertical force (T,) in newtons (zero offset
+    removed). A contact is where the force exceeds ``threshold_n``; with ``edge_n`` below it,
+    its ends extend outwards while the force stays above ``edge_n`` (the threshold finds
+    contacts safely above noise, the lower level places their onset and offset)."""
     n = len(vertical_force)
     intervals = contact_intervals(
         vertical_force,
@@ -96,6 +114,17 @@ def plate_contacts(
         min_samples=max(1, round(min_duration_s * rate_hz)),
         max_gap_samples=round(max_gap_s * rate_hz),
     )
+    if edge_n is not None and edge_n < threshold_n and len(intervals):
+        runs = contact_intervals(vertical_force, edge_n)  # each contact lies within runs
+        first = np.searchsorted(runs[:, 1], intervals[:, 0], side="right")
+        last = np.searchsorted(runs[:, 1], intervals[:, 1] - 1, side="right")
+        merged: list[list[int]] = []
+        for a, b in zip(runs[first, 0], runs[last, 1], strict=True):
+            if merged and a < merged[-1][1]:  # two contacts within one run: one contact
+                merged[-1][1] = max(merged[-1][1], int(b))
+            else:
+                merged.append([int(a), int(b)])
+        intervals = np.array(merged, dtype=np.int64)
     return [
         Contact(
             start=int(a),
@@ -107,6 +136,50 @@ def plate_contacts(
         )
         for a, b in intervals
     ]
+
+
+def plate_baseline(
+    vertical_force: np.ndarray,
+    rate_hz: float,
+    threshold_n: float,
+    window_s: float = QUIET_WINDOW_S,
+) -> float | None:
+    """The level of a plate with nothing on it (its zero offset; real plates sit tens to
+    hundreds of newtons off zero), from the spans where it is unloaded; None without one.
+
+    The signal is cut into ``window_s`` windows; a window is quiet when its standard deviation
+    is below a quarter of the contact threshold or twice the quietest window's (plate noise is
+    well below the threshold; a stance changes by hundreds of newtons in 0.1 s). Quiet windows
+    are the unloaded plate or a foot standing still on it. A foot only ever pushes, so the
+    signal lies on one side of the unloaded level (beyond it by up to body weight and more,
+    on the other side by noise), while a standing level has the stance peaks on one side and
+    the unloaded plate on the other. So the candidates are the quiet levels whose excursion on
+    their lesser side (to the 0.5th or 99.5th percentile, not to follow a spike) is within half
+    the threshold of the smallest; among them the unloaded level is the one most quiet windows
+    share (a flat-topped stance is one-sided too, but the plate is mostly unloaded).
+    The baseline is the median of the samples of the quiet windows within half the threshold
+    of that level. A plate loaded throughout the recording has no unloaded span: its standing
+    level would be taken for the offset (no stride comes from such a plate anyway).
+    """
+    force = np.asarray(vertical_force, dtype=float)
+    size = max(1, round(window_s * rate_hz))
+    n_windows = force.size // size
+    if n_windows == 0:
+        return None
+    windows = force[: n_windows * size].reshape(n_windows, size)
+    windows = windows[np.isfinite(windows).all(axis=1)]
+    spread = windows.std(axis=1)
+    quiet = windows[spread <= max(threshold_n / 4.0, 2.0 * spread.min(initial=np.inf))]
+    if not quiet.size:
+        return None
+    levels = quiet.mean(axis=1)
+    low, high = np.percentile(force[np.isfinite(force)], [0.5, 99.5])
+    lesser = np.minimum(high - levels, levels - low)
+    candidates = levels[lesser <= lesser.min() + threshold_n / 2.0]
+    sharing = (np.abs(candidates[:, None] - levels[None, :]) <= threshold_n / 2.0).sum(axis=1)
+    unloaded = candidates[np.argmax(sharing)]
+    near = np.abs(levels - unloaded) <= threshold_n / 2.0
+    return float(np.median(quiet[near]))
 
 
 def _horizontal(vectors: np.ndarray, up_axis: int) -> np.ndarray:
@@ -163,6 +236,16 @@ def fill_gaps(signal: np.ndarray, max_gap: int) -> np.ndarray:
     return values
 
 
+def missing_runs(signal: np.ndarray) -> np.ndarray:
+    """(K, 3) ``[start, stop, interior]`` of every run of samples (rows along axis 0) that are
+    not all finite; ``interior`` is 1 where the run touches neither end of the signal."""
+    values = np.asarray(signal, dtype=float)
+    missing = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    runs = np.array(_true_runs(missing), dtype=np.int64).reshape(-1, 2)
+    interior = (runs[:, 0] > 0) & (runs[:, 1] < len(values))
+    return np.column_stack((runs, interior.astype(np.int64)))
+
+
 def reference_point(groups: Sequence[Sequence[np.ndarray]]) -> np.ndarray | None:
     """A pelvis reference (T, 3): the midpoint of one group of markers, e.g. [SACR],
     [LPSI, RPSI] or [LASI, RASI], in order of preference.
@@ -183,14 +266,50 @@ def reference_point(groups: Sequence[Sequence[np.ndarray]]) -> np.ndarray | None
 
 def vertical_axis(pelvis: np.ndarray, feet: Sequence[np.ndarray]) -> int:
     """The lab axis along which the pelvis sits above the feet (~0.9 m; horizontal offsets are
-    smaller), whatever the lab convention (Z-up, Y-up)."""
-    offsets = (
-        _finite_mean(np.stack([pelvis - foot for foot in feet])) if feet else np.full(3, np.nan)
-    )
-    mean_offset = _finite_mean(offsets.reshape(-1, 3))
+    smaller), whatever the lab convention (Z-up, Y-up); Z (the C3D default) without data."""
+    axis = marker_vertical_axis(pelvis, feet)
+    return 2 if axis is None else axis
+
+
+def marker_vertical_axis(pelvis: np.ndarray | None, feet: Sequence[np.ndarray]) -> int | None:
+    """The axis along which the pelvis sits above the feet, or None when pelvis and foot data
+    never overlap or no axis stands out (the height, ~0.9 m, is at least twice any horizontal
+    offset of the mean foot from the pelvis)."""
+    if pelvis is None or not feet:
+        return None
+    offsets = _finite_mean(np.stack([pelvis - foot for foot in feet]))
+    mean_offset = np.abs(_finite_mean(offsets.reshape(-1, 3)))
     if not np.isfinite(mean_offset).all():
-        return 2  # no overlap between pelvis and foot data: the C3D default, Z up
-    return int(np.argmax(np.abs(mean_offset)))
+        return None
+    first, second = np.sort(mean_offset)[::-1][:2]
+    return int(np.argmax(mean_offset)) if first >= 2.0 * second else None
+
+
+def plate_vertical_axis(corners: np.ndarray) -> int | None:
+    """The axis normal to the force plates (they lie in the floor), from their corners
+    (n_plates, 4, 3) in lab coordinates; None when they are degenerate or disagree."""
+    axes = set()
+    for plate in np.asarray(corners, dtype=float).reshape(-1, 4, 3):
+        normal = np.cross(plate[0] - plate[1], plate[0] - plate[3])
+        size = np.linalg.norm(normal)
+        if not np.isfinite(size) or size == 0.0:
+            return None
+        axis = int(np.argmax(np.abs(normal)))
+        if abs(normal[axis]) < 0.9 * size:  # a tilted plate is no floor
+            return None
+        axes.add(axis)
+    return axes.pop() if len(axes) == 1 else None
+
+
+def load_vertical_axis(forces: Sequence[np.ndarray], threshold_n: float) -> int | None:
+    """The axis along which the plates carry body weight (gravity): the component of each
+    loaded plate's force (T, 3) with the largest peak, when the loaded plates agree."""
+    axes = set()
+    for force in forces:
+        peaks = np.nan_to_num(np.abs(np.asarray(force, dtype=float))).max(axis=0, initial=0.0)
+        if peaks.max() > threshold_n:
+            axes.add(int(np.argmax(peaks)))
+    return axes.pop() if len(axes) == 1 else None
 
 
 def _finite_mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -307,12 +426,36 @@ def merge_events(
 ) -> np.ndarray:
     """Sorted union in which a ``precise`` event (plate) replaces every ``approximate`` one
     (kinematic) within ``tolerance_s`` of it: the same foot cannot strike twice that fast."""
+    return merge_with_sources(precise, approximate, tolerance_s)[0]
+
+
+def merge_with_sources(
+    precise: np.ndarray, approximate: np.ndarray, tolerance_s: float = MIN_STRIDE_S
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`merge_events`, and for each merged event whether it is a ``precise`` one."""
     precise = np.sort(np.asarray(precise, dtype=float))
     approximate = np.asarray(approximate, dtype=float)
-    if precise.size:
+    if precise.size and approximate.size:
         nearest = np.abs(approximate[:, None] - precise[None, :]).min(axis=1)
         approximate = approximate[nearest >= tolerance_s]
-    return np.sort(np.concatenate((precise, approximate)))
+    times = np.concatenate((precise, approximate))
+    is_precise = np.concatenate((np.ones(precise.size, bool), np.zeros(approximate.size, bool)))
+    order = np.argsort(times, kind="stable")
+    return times[order], is_precise[order]
+
+
+def event_lags(
+    precise: np.ndarray, approximate: np.ndarray, max_lag_s: float = MAX_KINEMATIC_LAG_S
+) -> np.ndarray:
+    """``precise - approximate`` for every precise event (plate) with an approximate one of
+    the same foot (kinematic) within ``max_lag_s``: how late the approximate detector is."""
+    precise = np.asarray(precise, dtype=float)
+    approximate = np.asarray(approximate, dtype=float)
+    if not precise.size or not approximate.size:
+        return np.empty(0)
+    differences = precise[:, None] - approximate[None, :]
+    nearest = differences[np.arange(precise.size), np.abs(differences).argmin(axis=1)]
+    return nearest[np.abs(nearest) <= max_lag_s]
 
 
 # --- heel strikes from joint angles ----------------------------------------------------------
@@ -361,9 +504,12 @@ def kinematic_heel_strikes(
     with its swing in the recording is found, none invented; detected − true is −10…+1 ms on
     level ground, −20…−5 ms on ±5° ramps and −35…−5 ms on ±10° ramps (steeper ascent →
     earlier). On real gait the knee's terminal-swing minimum precedes force-plate contact by
-    roughly 0-50 ms: expect that bias (unverified on real data). Not for stairs (the knee does
-    not extend before contact on stair ascent) nor running. A heel strike whose swing lies
-    before the recording is not reported.
+    roughly 0-50 ms (literature); on a real OpenSim trial (Moghadam 2023 P11/16, 200 Hz) the
+    detected heel strikes were 0-7 ms after the inverse-dynamics moments show the foot loaded
+    (tests/test_source_moghadam.py). Not for stairs (the knee does not extend before contact
+    on stair ascent) nor running. A heel strike is reported when its swing peak lies inside
+    the recording (its rise may have begun before it: beyond the ends the knee is taken to
+    fall away) and the knee has flexed ``rise_deg`` again after it.
     """
     hip = np.asarray(hip_flexion_deg, dtype=float)
     knee = np.asarray(knee_flexion_deg, dtype=float)
@@ -408,7 +554,13 @@ def _heel_strike_samples(
     if knee.size < 3:
         return []
     distance = max(1, round(min_interval_s * rate_hz))
-    peaks = find_peaks(knee, distance=distance, prominence=min_swing_deg)[0]
+    # Beyond the ends the unseen knee is taken to fall to its lowest: a swing peak whose rise
+    # began before the recording keeps the prominence of its observed descent (a recording cut
+    # to a force-plate window starts mid-swing). The peak itself must lie inside the data.
+    floor = np.min(knee)
+    padded = np.concatenate(([floor], knee, [floor]))
+    peaks = find_peaks(padded, distance=distance, prominence=min_swing_deg)[0] - 1
+    peaks = peaks[(peaks >= 1) & (peaks <= knee.size - 2)]
     hip_velocity = np.gradient(hip)
     peaks = peaks[hip_velocity[peaks] > 0]  # swing: the hip flexes while the knee peaks
     hip_middle = 0.5 * (np.percentile(hip, 2) + np.percentile(hip, 98))

@@ -20,8 +20,10 @@ moments as ``<joint>.{x,y,z}`` and EMG envelopes per muscle. What the shared par
 - axes: ``x`` is the sagittal plane (flexion), ``y`` frontal (adduction), ``z`` transverse
   (rotation) — the foundation put ``x`` in the adduction slot, a bug not repeated here; signs
   of angles are Plug-in Gait's (the lab's model), which are the canonical ones; moments use
-  Plug-in Gait's signs (extensor, plantarflexor, abductor positive), so every component flips
-  to reach internal canonical moments (the catalogue's ``sign``);
+  Plug-in Gait's signs (extensor, plantarflexor, abductor positive — as real PiG output has
+  them: ``../shared/data/real/gait-pig.c3d``), so every component flips to reach internal
+  canonical moments (the catalogue's ``sign``); that these files carry PiG signs is [I],
+  checked on the ankle;
 - units: angles in degrees; moments in N·m/kg or N·mm/kg, decided by magnitude (the median
   stride's largest |sagittal moment| is 0.3–5 N·m/kg in walking); anything else is refused.
 

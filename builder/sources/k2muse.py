@@ -25,7 +25,9 @@ Checked on every file, each failure a SourceError naming the assumption and what
   rectified envelope); units from the catalogue or, when null, by magnitude (µV vs V); the
   column split — ``NormalizedData.EMGData.Right{1}`` (P × 9) / ``Left{1}`` (P × 4) must be the
   OriginalData columns of that block starting at the stride's first frame;
-- moments: documented N·m/kg, Plug-in Gait's default N·mm/kg: the magnitude decides between
+- moments: documented N·m/kg, Plug-in Gait's default N·mm/kg (what real PiG C3D files hold:
+  ``../shared/data/real/gait-pig.c3d`` has ankle moments peaking at ~1300 although its
+  POINT:MOMENT_UNITS says ``Nmm`` — per kg in fact): the magnitude decides between
   them (anything else is refused); external -> internal by the catalogue's sign, then
   verified: the internal ankle moment in stance must be plantarflexor (negative);
 - angle signs (hip flexed at heel strike, knee flexed in swing, ankle plantarflexing after

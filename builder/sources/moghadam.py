@@ -1,36 +1,47 @@
-"""Moghadam, Yeung & Choisne 2023 (Sci Rep 13:5046): overground walking, 100 Hz EMG envelopes,
-OpenSim joint angles (.mot) and moments (.sto), one file per trial and modality.
+"""Moghadam, Yeung & Choisne 2023 (Sci Rep 13:5046): overground walking, raw EMG at 1000 Hz,
+OpenSim joint angles (.mot) and moments (.sto) at 200 Hz, one file per trial and modality.
 
-Layout (``Gait_Time_Series/<P>Data/{EMG,IMU,Joints_Kinematics,Joints_Kinetics}/<trial>.*``):
+Layout of the public repository (``Surrogate_modelling_to_predict_gait_time_series``; older
+commits ``Gait_Time_Series/<P>Data/``, newer ``Data/<P>Data/``), as read on a real trial
+(``../shared/data/real/moghadam``, participant 11, trial 16) [F real files]:
 
-- ``EMG/<trial>.csv``: a time column (``time`` or ``Time``) and 16 envelope columns, 8 muscles
-  per leg (``R``/``L`` + muscle). The names are matched ignoring case, ``_``, ``-``, ``.`` and
-  spaces; when they do not match, the catalogue's ``emg.order`` (the documented column order)
-  is used positionally, and the recording says so in its notes.
+- ``EMG/<trial>.csv``: comma-separated, a ``Time`` column (s) at 1000 Hz and 16 columns, 8
+  muscles per leg named ``R``/``L`` + muscle (``RTibialisAnterior`` …). The column order
+  differs between files, so channels are mapped by NAME only (compared ignoring case, ``_``,
+  ``-``, ``.`` and spaces); a muscle whose column is missing is absent (NaN) with a note,
+  and a file in which no column names a muscle is refused — never a positional guess. The
+  signal is band-limited raw EMG (signed about a small offset, ~+0.05 in the real trial;
+  spectrum 30-150 Hz), units not stated: ``emg_kind: raw``, the pipeline's chain filters it
+  (its band-pass removes the offset). The full files start at t = 0 with ~19 ms of exact
+  zeros (nothing recorded yet): leading and trailing rows of exact zeros are dropped, a
+  channel of zeros only is absent (runs of identical samples inside a stride are the quality
+  gate's ``constant_run`` check).
 - ``Joints_Kinematics/<trial>.mot`` / ``Joints_Kinetics/<trial>.sto``: OpenSim storage files
-  (header up to ``endheader``); coordinates ``hip_flexion_r`` … and generalised forces
-  ``hip_flexion_r_moment`` …. OpenSim inverse-dynamics generalised forces are the *internal*
-  net joint moments about the coordinate axes, so the canonical signs need no flip when the
-  model's coordinates are flexion / adduction / internal-rotation positive — checked on the data
-  (knee flexion peaks positive, the ankle's stance moment is plantarflexor, i.e. negative).
-- The streams cover different time spans (the foundation cropped them to the common span):
-  each keeps its own time column, and strides outside any stream are dropped by the pipeline.
-- Moment units are not documented: N·m/kg or N·m is decided by magnitude (the ankle's
-  plantarflexor peak is ~1.5 N·m/kg, ~100 N·m); N·m is divided by the body mass from the
-  catalogue (``kinetics.body_mass: {subject: kg}``) or from ``Study Summary.xlsx`` at the root
-  of the repository (two header rows: ``ID / WS-key`` and ``Participant Info / Weight (kg)``,
-  as the foundation repository reads it).
+  (header up to ``endheader``; ``nRows``/``nColumns`` checked against the table), 200 Hz,
+  cut to the force-plate window (2.960–4.305 s in the real trial while its EMG runs from ~0):
+  every stream keeps its own time base; strides outside any stream are dropped by the
+  pipeline. Coordinates ``hip_flexion_r`` … in degrees (``inDegrees=yes``); generalised
+  forces ``hip_flexion_r_moment`` … in N·m (OpenSim inverse dynamics, SI units).
+- Signs: OpenSim's hip flexion/adduction/internal rotation and ankle dorsiflexion are
+  positive on both legs (the model mirrors the left leg's axes), and inverse-dynamics
+  generalised forces are internal moments about the same axes. ``knee_angle`` is
+  flexion-NEGATIVE in these files (−73…−8° over the real trial; its moment is positive, i.e.
+  extensor, in loading response): the catalogue's ``sign: {knee: -1}`` turns both to the
+  canonical flexion-positive convention, checked on every trial (knee flexion peaks positive,
+  the stance ankle moment is plantarflexor, i.e. negative).
+- Body mass: no file of the repository gives it. Moments in N·m are divided by the
+  catalogue's ``kinetics.body_mass: {subject: kg}``; a subject without one keeps no kinetics
+  (a note says so) — never a guessed mass.
 
 The files carry NO gait events, and the upstream segmentation (peaks of the foot IMUs'
 vertical acceleration) is unreliable. Heel strikes are detected from the sagittal hip and knee
-angles with :func:`builder.sources.gait_events.kinematic_heel_strikes` (documented there, tested
-in tests/test_source_moghadam.py). Overground trials
-have force plates under a few steps only: a stride whose stance shows no plantarflexor moment
-(the foot was not on a plate, so inverse dynamics saw no ground reaction) gets no kinetics
-(``kinetics_valid_s`` covers only the loaded strides).
-
-Moment units and sign are judged with :mod:`builder.sources.checks`; the study summary is read
-with :func:`builder.sources.tables.read_xlsx`.
+angles with :func:`builder.sources.gait_events.kinematic_heel_strikes` (in the real trial each
+leg's is found within 7 ms of the moment the inverse-dynamics moments show the foot loaded). As
+the kinematics cover only the force-plate window (~1.3 s in the real trial, about one stride),
+a trial often holds no complete stride of either leg: it is then reported with that reason.
+Inside the window a stride whose stance shows no plantarflexor moment (the foot missed the
+plates, so inverse dynamics saw no ground reaction) gets no kinetics (``kinetics_valid_s``
+covers only the loaded strides).
 """
 
 from __future__ import annotations
@@ -38,7 +49,8 @@ from __future__ import annotations
 import itertools
 import posixpath
 import re
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import fsspec
 import numpy as np
@@ -61,7 +73,7 @@ from builder.sources.base import AdapterOptions, FileAccess, SourceAdapter
 from builder.sources.checks import (
     ANKLE_PEAK_BANDS,
     check_body_mass,
-    check_envelope_share,
+    check_emg_kind,
     check_knee_flexion_percentiles,
     check_plantarflexor_moment,
     moment_units_by_magnitude,
@@ -69,9 +81,9 @@ from builder.sources.checks import (
 )
 from builder.sources.gait_events import kinematic_heel_strikes
 from builder.sources.mapping import joint_array, muscle_matrix
-from builder.sources.opensim import read_storage
+from builder.sources.opensim import Storage, read_storage
 from builder.sources.options import DatasetOptions, JointMap
-from builder.sources.tables import read_table, read_xlsx, sibling_url
+from builder.sources.tables import read_table, sibling_url
 
 _HIP, _KNEE, _ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
 _FLEX = PLANES.index("flexion")
@@ -83,9 +95,6 @@ class MoghadamLayout(AdapterOptions):
     inside: str | None = None
     siblings: list[str] = Field(default_factory=list)
     activity_from: str = "path"
-    # Relative to the EMG file; body masses for moments in N·m (None: catalogue only).
-    subject_info: str | None = None
-    subject_info_sheet: str | None = None
 
 
 class MoghadamEvents(AdapterOptions):
@@ -104,12 +113,11 @@ class MoghadamOptions(DatasetOptions):
     events: MoghadamEvents = Field(default_factory=MoghadamEvents)
 
 
-_TIME_COLUMNS = ("time", "Time", "TIME")
+_TIME_COLUMNS = ("Time", "time", "TIME")
 # A uniformly sampled time column deviates from its median step by less than this fraction.
 _TIME_JITTER = 0.02
-# [C] the EMG is a pre-processed envelope: non-negative, a little filter undershoot allowed
-# (bipolar raw EMG would be about half negative).
-_ENVELOPE_NEGATIVE = 0.05
+# A declared rate and the time column's agree within this fraction.
+_RATE_TOLERANCE = 0.02
 
 
 @register_adapter
@@ -122,37 +130,16 @@ class MoghadamAdapter(SourceAdapter):
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "catalogue entry needs emg and kinematics maps")
         notes: list[str] = []
-        emg_table = read_table(files, spec.url, sep=None, engine="python")
-        emg_time = _time_axis(emg_table, spec.url)
+        emg, emg_notes = _read_emg(spec, files, options)
+        notes.extend(emg_notes)
+
         kin_url, mom_url = _sibling_urls(spec, options, files)
-        kinematics = read_storage(files.local_path(kin_url), kin_url)
+        kinematics = _read_storage(files, kin_url)
         kin_time = _time_axis(kinematics.table, kin_url)
-
-        emg_url = spec.url
-        emg_rate = _rate(emg_time, emg_url)
-        if options.rates.emg_hz and abs(emg_rate / options.rates.emg_hz - 1) > 0.02:
-            raise SourceError(
-                emg_url,
-                f"EMG time column gives {emg_rate:.4g} Hz, the catalogue says "
-                f"{options.rates.emg_hz:g} Hz (100 Hz envelopes assumed)",
-            )
-        columns, emg_note = _emg_columns(emg_table, options, emg_url)
-        if emg_note:
-            notes.append(emg_note)
-        emg_values = {name: emg_table[col].to_numpy(float) for name, col in columns.items()}
-        for name, values in emg_values.items():
-            check_envelope_share(
-                values,
-                emg_url,
-                assumption=f"EMG channel {name} is not the documented 100 Hz envelope (raw EMG? "
-                "then emg_kind must be raw)",
-                max_negative_share=_ENVELOPE_NEGATIVE,
-            )
-
-        kin_rate = _rate(kin_time, kin_url)
+        kin_rate = _rate(kin_time, kin_url, options.rates.kinematics_hz, "kinematics")
         angle_unit = options.kinematics.units or "deg"
-        if kinematics.in_degrees is False:
-            angle_unit = "rad"
+        if kinematics.in_degrees is not None:
+            angle_unit = "deg" if kinematics.in_degrees else "rad"  # the header wins
         angles = {
             side: _joints(
                 kinematics.table, options.kinematics, side, kin_url, angle_factor(angle_unit)
@@ -163,7 +150,8 @@ class MoghadamAdapter(SourceAdapter):
             check_knee_flexion_percentiles(
                 values,
                 kin_url,
-                assumption=f"[I] OpenSim knee flexion positive, in degrees ({side})",
+                assumption=f"[F real files] knee_angle flexion-negative (catalogue sign knee -1), "
+                f"degrees ({side})",
             )
 
         heel_strikes = {
@@ -185,23 +173,25 @@ class MoghadamAdapter(SourceAdapter):
 
         sides = []
         for side in options.sides:
-            emg = muscle_matrix(
-                {m: [emg_values[n] for n in names] for m, names in options.emg.names(side).items()},
-                (emg_time.size,),
+            matrix = muscle_matrix(
+                {m: [emg.values[n] for n in names] for m, names in _present(options, side, emg)},
+                (emg.time.size,),
             )
             sides.append(
                 SideRecording(
                     side=side,
-                    emg=TimeSeries(emg, emg_rate, float(emg_time[0]), options.emg.units or ""),
+                    emg=TimeSeries(matrix, emg.rate, float(emg.time[0]), options.emg.units or ""),
                     kinematics=TimeSeries(angles[side], kin_rate, float(kin_time[0]), ANGLE_UNITS),
                     kinetics=kinetics.get(side),
                     heel_strikes_s=heel_strikes[side],
                     kinetics_valid_s=loaded.get(side),
                 )
             )
+        found = ", ".join(f"{s} {len(heel_strikes[s])}" for s in options.sides)
         notes.append(
-            "heel strikes detected from the hip and knee angles (terminal-swing knee extension; "
-            "typically 0-50 ms before contact)"
+            f"heel strikes detected from the hip and knee angles ({found} in the kinematics "
+            f"{kin_time[0]:.3f}-{kin_time[-1]:.3f} s; terminal-swing knee extension, within "
+            "~10 ms of contact on real level walking)"
         )
         return [
             TrialRecording(
@@ -211,6 +201,120 @@ class MoghadamAdapter(SourceAdapter):
                 notes=tuple(notes),
             )
         ]
+
+
+# --- EMG ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Emg:
+    """The EMG channels of one trial by source name, on their common recorded span."""
+
+    time: np.ndarray
+    rate: float
+    values: dict[str, np.ndarray]
+
+
+def _present(options: MoghadamOptions, side: Side, emg: _Emg) -> list[tuple[str, list[str]]]:
+    """(canonical muscle, source names) of ``side`` whose every source channel was read."""
+    assert options.emg is not None
+    return [
+        (muscle, names)
+        for muscle, names in options.emg.names(side).items()
+        if all(n in emg.values for n in names)
+    ]
+
+
+def _read_emg(
+    spec: TrialSpec, files: FileAccess, options: MoghadamOptions
+) -> tuple[_Emg, list[str]]:
+    """The mapped channels by name, trimmed to the recorded span, checked to be raw EMG."""
+    url = spec.url
+    table = read_table(files, url, sep=",")
+    time = _time_axis(table, url)
+    rate = _rate(time, url, options.rates.emg_hz, "EMG")
+    columns, notes = _emg_columns(table, options, url)
+    values: dict[str, np.ndarray] = {}
+    for name, column in columns.items():
+        series = _numbers(table[column], url, f"EMG column {column}")
+        if np.isnan(series).any() and not table[column].isna().all():
+            bad = table[column][np.isnan(series)].iloc[0]
+            raise SourceError(url, f"EMG column {column} holds {bad!r}, not a number")
+        values[name] = series
+    dead = sorted(n for n, v in values.items() if not np.any(v[np.isfinite(v)] != 0))
+    if dead:
+        notes.append(f"EMG channel(s) {dead} hold only zeros or nothing: absent")
+        values = {n: v for n, v in values.items() if n not in dead}
+    if not values:
+        raise SourceError(url, "no EMG channel holds a signal")
+    first, stop = _recorded_span(values)
+    if first > 0 or stop < time.size:
+        notes.append(
+            f"EMG: {first} leading and {time.size - stop} trailing row(s) of exact zeros "
+            f"(not recorded) dropped; EMG {time[first]:.3f}-{time[stop - 1]:.3f} s"
+        )
+    time = time[first:stop]
+    values = {n: v[first:stop] for n, v in values.items()}
+    for name in sorted(values):
+        check_emg_kind(
+            [values[name][:, None]],
+            spec.emg_kind,
+            url,
+            assumption=f"[F real files] EMG channel {name} is raw (signed) EMG",
+        )
+    return _Emg(time, rate, values), notes
+
+
+def _normalised_name(name: str) -> str:
+    return re.sub(r"[\s_\-.]", "", str(name)).casefold()
+
+
+def _emg_columns(
+    table: pd.DataFrame, options: MoghadamOptions, url: str
+) -> tuple[dict[str, str], list[str]]:
+    """Source channel name -> CSV column, by name only (the column order differs between
+    files); a missing channel is absent with a note, a file naming none is refused."""
+    assert options.emg is not None
+    wanted = sorted(
+        {n for side in options.sides for names in options.emg.names(side).values() for n in names}
+    )
+    data_columns = [c for c in table.columns if c not in _TIME_COLUMNS]
+    by_key: dict[str, str] = {}
+    for column in data_columns:
+        key = _normalised_name(column)
+        if key in by_key:
+            raise SourceError(
+                url, f"EMG columns {by_key[key]!r} and {column!r} name the same channel"
+            )
+        by_key[key] = column
+    found = {n: by_key[_normalised_name(n)] for n in wanted if _normalised_name(n) in by_key}
+    if not found:
+        raise SourceError(
+            url,
+            f"no EMG column names a mapped muscle (names compared ignoring case and "
+            f"separators; channels are never taken by position); found {data_columns[:10]}",
+        )
+    notes = []
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        notes.append(f"EMG channel(s) {missing} not in the file: absent")
+    extra = sorted(set(data_columns) - set(found.values()) - set(options.emg.unused))
+    if extra:
+        notes.append(f"EMG column(s) {extra} map to no muscle: unused")
+    return found, notes
+
+
+def _recorded_span(values: dict[str, np.ndarray]) -> tuple[int, int]:
+    """[first, stop) rows inside which every channel has started and not yet stopped: rows
+    of exact zeros at either end were not recorded (the files start with ~19 ms of them)."""
+    first, stop = 0, min(v.size for v in values.values())
+    for v in values.values():
+        live = np.flatnonzero(np.isfinite(v) & (v != 0))
+        first, stop = max(first, int(live[0])), min(stop, int(live[-1]) + 1)
+    return first, max(stop, first)
+
+
+# --- shared file helpers ---------------------------------------------------------------------
 
 
 def _sibling_urls(
@@ -234,19 +338,41 @@ def _sibling_urls(
     return found["kinematics"], found.get("kinetics")
 
 
+def _read_storage(files: FileAccess, url: str) -> Storage:
+    """An OpenSim storage file whose header's ``nRows``/``nColumns`` match its table (a
+    truncated or re-edited file is refused)."""
+    storage = read_storage(files.local_path(url), url)
+    rows, columns = storage.table.shape
+    for key, actual in (("nRows", rows), ("nColumns", columns)):
+        declared = storage.header.get(key)
+        if declared is not None and declared.strip() != str(actual):
+            raise SourceError(url, f"header says {key}={declared} but the table has {actual}")
+    return storage
+
+
 def _time_axis(table: pd.DataFrame, url: str) -> np.ndarray:
     name = next((c for c in _TIME_COLUMNS if c in table.columns), None)
     if name is None:
         raise SourceError(
             url, f"no time column ({'/'.join(_TIME_COLUMNS)}); found {list(table.columns)[:8]}"
         )
-    time = table[name].to_numpy(float)
+    time = _numbers(table[name], url, "the time column")
     if time.size < 2 or not np.isfinite(time).all():
         raise SourceError(url, "time column is too short or has missing values")
     return time
 
 
-def _rate(time: np.ndarray, url: str) -> float:
+def _numbers(column: pd.Series, url: str, what: str) -> np.ndarray:
+    """A column as float64, text that is no number as NaN; numbers beyond float64 are an
+    error naming the column."""
+    try:
+        return pd.to_numeric(column, errors="coerce").to_numpy(float)
+    except (OverflowError, TypeError, ValueError) as exc:
+        raise SourceError(url, f"{what} holds values that are no numbers ({exc})") from None
+
+
+def _rate(time: np.ndarray, url: str, declared: float | None, what: str) -> float:
+    """The rate of a uniformly sampled time column; it must agree with the catalogue's."""
     steps = np.diff(time)
     step = float(np.median(steps))
     if not step > 0 or np.max(np.abs(steps - step)) > _TIME_JITTER * step:
@@ -254,42 +380,13 @@ def _rate(time: np.ndarray, url: str) -> float:
             url,
             f"time column is not uniformly sampled (steps {steps.min():.4g}..{steps.max():.4g} s)",
         )
-    return 1.0 / step
-
-
-def _normalised_name(name: str) -> str:
-    return re.sub(r"[\s_\-.]", "", name).casefold()
-
-
-def _emg_columns(
-    table: pd.DataFrame, options: MoghadamOptions, url: str
-) -> tuple[dict[str, str], str | None]:
-    """Source channel name -> CSV column; by name, else by the documented column order."""
-    assert options.emg is not None
-    wanted = sorted(
-        {n for side in options.sides for names in options.emg.names(side).values() for n in names}
-    )
-    by_key = {_normalised_name(c): c for c in table.columns}
-    found = {
-        name: by_key[_normalised_name(name)] for name in wanted if _normalised_name(name) in by_key
-    }
-    if len(found) == len(wanted):
-        return found, None
-    order = options.emg.order
-    data_columns = [c for c in table.columns if c not in _TIME_COLUMNS]
-    if isinstance(order, list) and len(order) == len(data_columns) and set(wanted) <= set(order):
-        mapping = dict(zip(order, data_columns, strict=True))
-        return (
-            {name: mapping[name] for name in wanted},
-            f"EMG columns {data_columns[:3]}… do not name the muscles: the documented column "
-            "order (emg.order) was used",
+    rate = 1.0 / step
+    if declared and abs(rate / declared - 1) > _RATE_TOLERANCE:
+        raise SourceError(
+            url,
+            f"{what} time column gives {rate:.4g} Hz, the catalogue says {declared:g} Hz",
         )
-    missing = sorted(set(wanted) - set(found))
-    raise SourceError(
-        url,
-        f"EMG channels {missing} not found (names compared ignoring case and separators) and "
-        f"the {len(data_columns)} data columns do not match emg.order; found {data_columns[:10]}",
-    )
+    return rate
 
 
 def _joints(
@@ -307,93 +404,7 @@ def _joints(
     )
 
 
-def _moment_factor(
-    raw: dict[Side, np.ndarray],
-    joint_map: JointMap,
-    spec: TrialSpec,
-    files: FileAccess,
-    options: MoghadamOptions,
-    url: str,
-) -> tuple[float, str]:
-    """Factor to N·m/kg: the catalogue's unit, or N·m/kg vs N·m by the magnitude of the
-    ankle moment ``raw`` (stance of the loaded strides only)."""
-    ankle = np.concatenate([v.ravel() for v in raw.values()])
-    unit = joint_map.units
-    peak = robust_peak(ankle)
-    inferred = moment_units_by_magnitude(peak, {u: ANKLE_PEAK_BANDS[u] for u in ("N.m/kg", "N.m")})
-    if unit is None:
-        if inferred is None:
-            raise SourceError(
-                url,
-                f"moment units unknown and the ankle moment peak {peak:.3g} fits neither N.m/kg "
-                "(0.5-4) nor N.m (35-400): set kinetics.units",
-            )
-        unit = inferred
-    elif inferred is not None and not _same_moment_unit(inferred, unit):
-        raise SourceError(
-            url,
-            f"kinetics.units says {unit} but the ankle moment peak {peak:.3g} looks like {inferred}",
-        )
-    note = f"moments in {unit} (ankle peak {peak:.3g})"
-    try:
-        per_kg = moment_factor(unit, 1.0) == moment_factor(unit, 2.0)
-    except ValueError as exc:
-        raise SourceError(url, f"kinetics: {exc}") from None
-    if per_kg:
-        return moment_factor(unit), note
-    mass = _body_mass(spec, files, options, joint_map, url)
-    return moment_factor(unit, mass), f"{note} divided by the body mass {mass:g} kg"
-
-
-def _same_moment_unit(a: str, b: str) -> bool:
-    try:
-        return all(moment_factor(a, m) == moment_factor(b, m) for m in (1.0, 2.0))
-    except ValueError:
-        return False
-
-
-def _body_mass(
-    spec: TrialSpec, files: FileAccess, options: MoghadamOptions, joint_map: JointMap, url: str
-) -> float:
-    subject = spec.subject
-    if joint_map.body_mass and subject in joint_map.body_mass:
-        mass = float(joint_map.body_mass[subject])
-    elif options.layout.subject_info:
-        info_url = sibling_url(spec.url, options.layout.subject_info)
-        rows = read_xlsx(files.local_path(info_url), info_url, options.layout.subject_info_sheet)
-        mass = _mass_from_summary(rows, subject, info_url)
-    else:
-        raise SourceError(url, f"moments in N.m need the body mass of {subject}: none given")
-    return check_body_mass(mass, url, assumption=f"body mass of {subject}: not a plausible mass")
-
-
-def _mass_from_summary(rows: list[list[Any]], subject: str, url: str) -> float:
-    """Body mass (kg) of ``subject`` from the study summary: two header rows (a group row whose
-    merged cells fill to the right, then the column names); the id column is 'ID / WS-key'."""
-    if len(rows) < 3:
-        raise SourceError(url, "study summary has no participant rows")
-    groups, names = [], [str(n or "").strip() for n in rows[1]]
-    current = ""
-    for value in rows[0]:
-        current = str(value).strip() if value not in (None, "") else current
-        groups.append(current)
-    headers = [(g.casefold(), n.casefold()) for g, n in zip(groups, names, strict=False)]
-    id_col = next((i for i, (g, n) in enumerate(headers) if "id" in g and "ws" in n), None)
-    mass_col = next(
-        (i for i, (_, n) in enumerate(headers) if ("weight" in n or "mass" in n) and "kg" in n),
-        None,
-    )
-    if id_col is None or mass_col is None:
-        raise SourceError(
-            url, f"study summary lacks the 'ID / WS-key' or 'Weight (kg)' column; found {headers}"
-        )
-    for row in rows[2:]:
-        if str(row[id_col] or "").strip().casefold() == subject.casefold():
-            try:
-                return float(row[mass_col])
-            except (TypeError, ValueError):
-                raise SourceError(url, f"body mass of {subject} is {row[mass_col]!r}") from None
-    raise SourceError(url, f"participant {subject} is not in the study summary")
+# --- kinetics ----------------------------------------------------------------------------------
 
 
 def _loaded_strides(
@@ -416,6 +427,28 @@ def _loaded_strides(
     return np.asarray(windows, dtype=float).reshape(-1, 2), stance_mask
 
 
+def _moment_unit(peak: float, joint_map: JointMap, url: str) -> str:
+    """The catalogue's moment unit, cross-checked against the ankle moment's magnitude (or
+    decided by it when the catalogue gives none)."""
+    inferred = moment_units_by_magnitude(peak, {u: ANKLE_PEAK_BANDS[u] for u in ("N.m/kg", "N.m")})
+    unit = joint_map.units or inferred
+    if unit is None:
+        raise SourceError(
+            url,
+            f"moment units unknown and the ankle moment peak {peak:.3g} fits neither N.m/kg "
+            "(0.5-4) nor N.m (35-400): set kinetics.units",
+        )
+    try:
+        per_kg = moment_factor(unit, 1.0) == moment_factor(unit, 2.0)
+    except ValueError as exc:
+        raise SourceError(url, f"kinetics: {exc}") from None
+    if inferred is not None and per_kg != (inferred == "N.m/kg"):
+        raise SourceError(
+            url, f"kinetics.units says {unit} but the ankle moment peak {peak:.3g} looks {inferred}"
+        )
+    return unit
+
+
 def _kinetics(
     spec: TrialSpec,
     files: FileAccess,
@@ -424,11 +457,14 @@ def _kinetics(
     url: str,
     heel_strikes: dict[Side, np.ndarray],
 ) -> tuple[dict[Side, TimeSeries], dict[Side, np.ndarray], list[str]]:
-    """Moments in N·m/kg per side, the loaded-stride windows, and notes. Units and sign are
-    judged on the stance of the loaded strides only; a trial without any keeps no kinetics."""
-    storage = read_storage(files.local_path(url), url)
+    """Moments in N·m/kg per side, the loaded-stride windows, and notes.
+
+    Sign and units are judged on the stance of the loaded strides, or on the whole trial
+    when it holds no complete stride; a trial whose feet never look loaded, or whose subject
+    has no body mass for moments in N·m, keeps no kinetics (with a note)."""
+    storage = _read_storage(files, url)
     time = _time_axis(storage.table, url)
-    rate = _rate(time, url)
+    rate = _rate(time, url, options.rates.kinetics_hz, "kinetics")
     raw = {side: _joints(storage.table, joint_map, side, url, 1.0) for side in options.sides}
     loaded, stance = {}, {}
     for side, values in raw.items():
@@ -443,13 +479,51 @@ def _kinetics(
                 f"{side}: {n_off} stride(s) without a stance ankle moment (foot off the force "
                 "plates): kinetics left out"
             )
-    if not any(mask.any() for mask in stance.values()):
+    has_strides = any(heel_strikes[s].size > 1 for s in options.sides)
+    if has_strides and not any(mask.any() for mask in stance.values()):
         return {}, {}, [*notes, "no stride on a force plate: the trial keeps no kinetics"]
-    ankle = {side: raw[side][stance[side], _ANKLE, _FLEX] for side in options.sides}
-    factor, unit_note = _moment_factor(ankle, joint_map, spec, files, options, url)
-    moments = {}
+    # Without a complete stride to judge by: the whole force-plate window.
+    judged = {s: raw[s][stance[s]] for s in options.sides} if has_strides else dict(raw)
+    ankle = np.concatenate([v[:, _ANKLE, _FLEX].ravel() for v in judged.values()])
+    peak = robust_peak(ankle)
+    if not has_strides and moment_units_by_magnitude(peak, ANKLE_PEAK_BANDS) is None:
+        return {}, {}, [*notes, f"ankle moment peak {peak:.3g}: no foot loaded, no kinetics"]
     for side in options.sides:
-        values = raw[side] * factor
-        check_plantarflexor_moment(values[stance[side]], url, f" ({side})")
-        moments[side] = TimeSeries(values, rate, float(time[0]), MOMENT_UNITS)
-    return moments, loaded, [unit_note, *notes]
+        check_plantarflexor_moment(judged[side], url, f" ({side})")
+    unit = _moment_unit(peak, joint_map, url)
+    note = f"moments in {unit} (ankle peak {peak:.3g})"
+    if moment_factor(unit, 1.0) == moment_factor(unit, 2.0):
+        factor = moment_factor(unit)
+    else:
+        mass = _body_mass(spec, joint_map, url)
+        if mass is None:
+            return (
+                {},
+                {},
+                [
+                    *notes,
+                    f"{note}: no body mass for subject {spec.subject} (kinetics.body_mass; the "
+                    "public repository gives none), kinetics left out",
+                ],
+            )
+        factor = moment_factor(unit, mass)
+        note = f"{note} divided by the body mass {mass:g} kg"
+    moments = {
+        side: TimeSeries(raw[side] * factor, rate, float(time[0]), MOMENT_UNITS)
+        for side in options.sides
+    }
+    return moments, loaded, [note, *notes]
+
+
+def _body_mass(spec: TrialSpec, joint_map: JointMap, url: str) -> float | None:
+    """The catalogue's body mass of the subject (kg), checked to be plausible; None if none."""
+    masses = joint_map.body_mass or {}
+    if spec.subject not in masses:
+        return None
+    try:
+        mass = float(masses[spec.subject])
+    except (TypeError, ValueError):
+        raise SourceError(
+            url, f"kinetics.body_mass of {spec.subject} is {masses[spec.subject]!r}"
+        ) from None
+    return check_body_mass(mass, url, assumption=f"kinetics.body_mass of {spec.subject}")

@@ -1,5 +1,5 @@
-"""Tabular source files, shared by the adapters: delimited text tables (CSV, TSV), Excel
-workbooks, and the sibling files a trial's table points to.
+"""Tabular source files, shared by the adapters: delimited text tables (CSV, TSV) and the
+sibling files a trial's table points to.
 
 - :func:`read_table`, :func:`require_columns`, :func:`numeric`: a delimited text table with one
   header row, its columns checked and read as numbers, every error a SourceError naming the
@@ -7,26 +7,20 @@ workbooks, and the sibling files a trial's table points to.
 - :func:`emg_matrix`, :func:`joint_matrix`: named columns to the canonical (T, 13) EMG and
   (T, 3, 3) joint arrays.
 - :func:`rate_from_times`: the sampling rate of a printed time column.
-- :func:`read_xlsx`: one worksheet of an ``.xlsx`` workbook (openpyxl) as rows of values.
 - :func:`sibling_url`, :func:`url_exists`: files next to the matched one, for local paths and
   fsspec URLs alike.
 """
 
 from __future__ import annotations
 
-import datetime
 import io
 import posixpath
-import zipfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import fsspec
 import numpy as np
-import openpyxl
 import pandas as pd
-from openpyxl.utils.datetime import to_excel
-from openpyxl.utils.exceptions import InvalidFileException
 
 from builder.conventions import Side
 from builder.errors import SourceError
@@ -143,49 +137,3 @@ def rate_from_times(times: np.ndarray, url: str, column: str) -> tuple[float, fl
     # The printed times are rounded: a least-squares line gives the rate to ~1e-6.
     slope = float(np.polyfit(np.arange(t.size, dtype=np.float64), t - t[0], 1)[0])
     return 1.0 / slope, float(t[0])
-
-
-# --- Excel workbooks -------------------------------------------------------------------------
-
-
-def read_xlsx(path: str, url: str, sheet: str | None = None) -> list[list[Any]]:
-    """The cells of one worksheet of an ``.xlsx`` workbook as rows of values (str, float,
-    bool or None), dense from A1 to the last cell the sheet holds; the first sheet unless
-    ``sheet`` names one.
-
-    Read with openpyxl: formulas give their cached values; numbers come as float (integer
-    cells too, and dates as Excel serial numbers, as the sheet stores them); merged cells keep
-    their value in the first cell only, as Excel stores them. A file that is no readable
-    workbook, or has no such sheet, is a SourceError.
-    """
-    try:
-        book = openpyxl.load_workbook(path, data_only=True)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, InvalidFileException) as exc:
-        raise SourceError(url, f"not a readable .xlsx workbook ({exc})") from None
-    try:
-        if sheet is not None and sheet not in book.sheetnames:
-            raise SourceError(url, f"no worksheet {sheet!r} (found {book.sheetnames})")
-        cells = book[sheet] if sheet is not None else book.worksheets[0]
-        rows = [
-            [_cell_value(value) for value in row]
-            for row in cells.iter_rows(
-                min_row=1,
-                min_col=1,
-                max_row=cells.max_row,
-                max_col=cells.max_column,
-                values_only=True,
-            )
-        ]
-    finally:
-        book.close()
-    return rows if any(v is not None for row in rows for v in row) else []
-
-
-def _cell_value(value: Any) -> Any:
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time | datetime.timedelta):
-        return float(to_excel(value))
-    return str(value)

@@ -5,7 +5,10 @@
 able-bodied adults, P/N = paretic / non-paretic for stroke survivors):
 
 - Plug-in Gait ``<Joint>Angles`` / ``<Joint>Moment`` ``.{x,y,z}``: 1001 points × strides
-  (x flexion; y and z frontal and transverse, see below); moments external, N·mm/kg;
+  (x flexion; y and z frontal and transverse, see below); moments external, N·mm/kg. What
+  Plug-in Gait itself writes agrees (real C3D ``../shared/data/real/gait-pig.c3d``: hip
+  angle Y adducts in stance, moments ~1300 N·mm/kg at the ankle, plantarflexor / extensor /
+  abductor positive); whether this MAT export kept them is what the checks below decide;
 - EMG envelopes ``<M>norm.n`` (1001 × strides, normalised to their maximum over strides);
 - ``events.<token>_ICstart`` / ``_ICstop`` (100 Hz frames, so durations are
   (stop − start) / 100 s), ``_TOnorm``, ``_Trial``, ``_GoodForcePlateLanding``;
@@ -24,7 +27,10 @@ Checked on the data, file-wide (a broken assumption is a :class:`SourceError` na
   abducts in swing (stance-minus-swing mean ≈ +8°), the transverse one does not
   (|contrast| ≈ 2-3°). The component the catalogue maps to adduction must show a contrast
   ≥ 2° and ≥ 2× the other's; otherwise the file is refused (the other axis, a flipped sign,
-  or ambiguous), never guessed;
+  or ambiguous), never guessed. The ≈ 2-3° transverse contrast is [I]: on the one real PiG
+  trial here (gait-pig.c3d, two full cycles) Y gives +5.4/+5.5° but Z +6.3/+1.6°, a pooled
+  ratio of 1.4 that this check would refuse as unresolved — it relies on pooling a whole
+  file's subjects, unconfirmed on the real file;
 - 1001 points per stride for angles, moments and EMG (the EMG description says 1000);
 - moments: N·mm/kg (× 1e-3 gives ~1 N·m/kg) and external (the flip gives a negative ankle
   plantarflexor moment at 40-55 % of the cycle), on the good-force-plate strides;

@@ -37,6 +37,7 @@ TABLE_COLUMNS: dict[str, Any] = {
     "duration_s": np.float64,
     "source_path": STRING,
     "source_start_s": np.float64,
+    "event_source": STRING,
     "licence": STRING,
 }
 

@@ -13,6 +13,7 @@ import zarr
 
 from builder.errors import StoreError
 from builder.store.layout import REPORT_NAME, TABLE_COLUMNS
+from builder.store.staging import Staging
 
 
 def open_store(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dataset:
@@ -51,13 +52,28 @@ def stride_counts(table: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
+def last_build(url: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """One line on how the last build of ``url`` ended when it did not publish (failed, or
+    interrupted), or is still going; None when the last build published or none ran."""
+    manifest = Staging(url, storage_options).read_manifest()
+    state = manifest.get("state")
+    if state in ("failed", "interrupted"):
+        when = manifest.get("failed", "at an unknown time")
+        return f"the last build {state} at {when}: {manifest.get('failure', 'no reason recorded')}"
+    if state in ("processing", "writing"):
+        return (
+            f"a build started at {manifest.get('started', 'an unknown time')} is under way or "
+            "was killed (re-run `builder run` to finish it)"
+        )
+    return None
+
+
 def _check_complete(url: str, storage_options: dict[str, Any] | None) -> None:
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     if not fs.exists(f"{path.rstrip('/')}/zarr.json"):
         if fs.exists(f"{path.rstrip('/')}.build"):
-            raise StoreError(
-                f"{url}: no complete build yet (a build is under way or was interrupted)"
-            )
+            status = last_build(url, storage_options) or "a build is under way or was killed"
+            raise StoreError(f"{url}: no complete build yet; {status}")
         raise StoreError(f"{url}: no store here")
     try:
         with fs.open(f"{path.rstrip('/')}/zarr.json", "rb") as f:
@@ -65,7 +81,5 @@ def _check_complete(url: str, storage_options: dict[str, Any] | None) -> None:
     except (OSError, ValueError) as exc:
         raise StoreError(f"{url}: unreadable store metadata ({exc})") from None
     if meta.get("zarr_format") != 3:
-        raise StoreError(
-            f"{url}: no complete build yet: a build is under way or was interrupted "
-            f"(re-run `builder run` to finish it)"
-        )
+        status = last_build(url, storage_options) or "a build is under way or was killed"
+        raise StoreError(f"{url}: no complete build yet; {status}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import io
 import json
@@ -32,7 +33,7 @@ LOCK_HEARTBEAT_S = 30.0  # object stores: how often a build refreshes its lock
 LOCK_STALE_S = 300.0  # … and when a lock that is not refreshed counts as left by a dead build
 
 # Bump when stride processing changes in a way that changes results.
-PROCESSING_REVISION = 1
+PROCESSING_REVISION = 2  # 2: the quality gate, per-stride event sources
 
 _BATCH_FIELDS = [f.name for f in dataclasses.fields(StrideBatch)]
 
@@ -68,6 +69,9 @@ class TrialOutcome:
     envelope_peak: tuple[tuple[float, ...], ...] = ()  # (N, 13) volts, NaN where absent
     # Per-stride trial-table columns (RECORDING_METADATA): one file may hold several subjects.
     columns: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    event_sources: tuple[str, ...] = ()  # per stride: the detectors of its two heel strikes
+    # What the quality gate left out: stride-components per check and kind (emg, kinematics...).
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def n_strides(self) -> int:
@@ -82,6 +86,7 @@ class TrialOutcome:
         event_source: str,
         columns: dict[str, list[Any]],
         times_known: np.ndarray,
+        quality: dict[str, dict[str, int]] | None = None,
     ) -> TrialOutcome:
         """``times_known`` (N,) says which strides have a real start time in their file."""
         return cls(
@@ -95,6 +100,8 @@ class TrialOutcome:
             duration_s=tuple(float(t) for t in batch.duration_s),
             envelope_peak=tuple(tuple(_float(v) for v in row) for row in batch.envelope_peak),
             columns={name: tuple(values) for name, values in columns.items()},
+            event_sources=tuple(str(s) for s in batch.event_source),
+            quality=quality or {},
         )
 
     def peaks_array(self, n_muscles: int) -> np.ndarray:
@@ -118,6 +125,7 @@ class TrialOutcome:
                 "duration_s": tuple(raw["duration_s"]),
                 "envelope_peak": tuple(tuple(_null_to_nan(row)) for row in raw["envelope_peak"]),
                 "columns": {name: tuple(_null_to_nan(v)) for name, v in raw["columns"].items()},
+                "event_sources": tuple(raw["event_sources"]),
             }
         )
 
@@ -267,6 +275,19 @@ class Staging:
         self._atomic_write(
             self._path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True).encode()
         )
+
+    def record_failure(self, reason: str, state: str = "failed") -> None:
+        """Mark the manifest: the last build ended now (``state``: failed or interrupted), for
+        ``reason`` (one line). Best effort: the storage that made the build fail may refuse
+        this write too."""
+        with contextlib.suppress(Exception):
+            manifest = self.read_manifest()
+            manifest.update(
+                state=state,
+                failed=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                failure=" ".join(reason.split()),
+            )
+            self.write_manifest(manifest)
 
     def _atomic_write(self, path: str, data: bytes) -> None:
         """Readers see the old file or the whole new one, never a torn write."""

@@ -82,6 +82,7 @@ def plan_store(specs: dict[str, TrialSpec], outcomes: dict[str, TrialOutcome]) -
         columns["side"].extend(outcome.side)
         columns["duration_s"].extend(outcome.duration_s)
         columns["source_start_s"].extend(outcome.start_s)
+        columns["event_source"].extend(outcome.event_sources)
 
     subjects = list(zip(columns["dataset"], columns["subject"], strict=True))
     patient_ids = {s: i for i, s in enumerate(sorted(set(subjects)))}

@@ -212,6 +212,13 @@ class StrideDataset(Dataset):
             raise ValueError(f"unknown signals {unknown}; signals are {list(SIGNALS)}")
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
+        n_strides = int(source.group()["stride"].shape[0])
+        outside = self.indices[(self.indices < 0) | (self.indices >= n_strides)]
+        if outside.size:
+            raise ValueError(
+                f"stride indices {outside[:3].tolist()}{'...' if outside.size > 3 else ''} are "
+                f"outside the store ({n_strides} strides: 0..{n_strides - 1})"
+            )
         self.signals = tuple(signals)
         self.cache = cache
         self._chunks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()

@@ -1,44 +1,47 @@
 """Miniature of Moghadam et al. 2023 (catalogue source ``moghadam2023``).
 
-Layout, as the upstream repository ships it (``Surrogate_modelling_to_predict_gait_time_series``)::
+Layout and formats as in the public repository (``Surrogate_modelling_to_predict_gait_time_
+series``) and its real trial in ``../shared/data/real/moghadam`` (participant 11, trial 16)::
 
-    Study Summary.xlsx                        two header rows: ID/WS-key, Participant Info/...
-    Gait_Time_Series/P<n>Data/EMG/<trial>.csv                 time + 16 EMG envelopes, 100 Hz
+    Gait_Time_Series/P<n>Data/EMG/<trial>.csv                 Time + 16 raw EMG, 1000 Hz
     Gait_Time_Series/P<n>Data/IMU/<trial>.csv                 Time + 7 IMUs' accelerations
-    Gait_Time_Series/P<n>Data/Joints_Kinematics/<trial>.mot   OpenSim IK, degrees
-    Gait_Time_Series/P<n>Data/Joints_Kinetics/<trial>.sto     OpenSim ID, N·m (not per kg)
+    Gait_Time_Series/P<n>Data/Joints_Kinematics/<trial>.mot   OpenSim IK, degrees, 200 Hz
+    Gait_Time_Series/P<n>Data/Joints_Kinetics/<trial>.sto     OpenSim ID, N·m, 200 Hz
 
-Conventions written: OpenSim coordinates are the canonical ones (flexion, adduction, internal
-rotation, knee flexion and ankle dorsiflexion positive, both legs), ID generalised forces are
-internal moments in N·m (the canonical N·m/kg × the body mass in the study summary). EMG
-envelopes are the simulated activations × electrode gains, at 100 Hz; gluteus maximus (not in
-the gait model) is derived from gluteus medius and biceps femoris.
+As in the real files: the EMG is the band-limited raw signal (the simulated EMG in mV plus a
+small per-channel offset, ~+0.05, as the real channels carry), written with 6 significant
+digits (``%.6G``: ``-8.21E-05``), in a different column order in every file, from t = 0 with
+its first 19 ms exact zeros (nothing recorded yet); the kinematics and kinetics are cut to the
+force-plate window (different per trial, inside the EMG's span), written as OpenSim writes them
+(the real header lines, ``%16.8f`` values joined by tabs, 24 columns). OpenSim conventions:
+hip flexion / adduction / internal rotation and ankle dorsiflexion positive on both legs,
+``knee_angle`` flexion-NEGATIVE (gait2392 style, as in the real trial) and its moment
+extensor-positive; inverse-dynamics moments are internal, in N·m (the canonical N·m/kg × the
+body mass, which no file gives: the facts carry it for tests). Gluteus maximus (not in the gait
+model) is a mix of the gluteus medius and biceps femoris signals.
 
-Quirks the adapter must handle: no gait events anywhere; the streams start at different times
-(EMG 0.3 s before the kinematics, kinetics end 0.2 s early); EMG column names differ by subject
-(``RTibialisAnterior``, ``R_Tibialis_Anterior``, or unnamed ``EMG1``…``EMG16`` in the
-documented order); one stride of one trial was not on a force plate (inverse dynamics without
-ground reaction: its stance moments are ~3 % of the real ones).
+The IMU file is written in a guessed format [C] (the real copy has none); the adapter ignores
+it. No gait events anywhere. One stride of one trial was not on a force plate (inverse dynamics
+without ground reaction: its stance moments are ~3 % of the real ones).
 """
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 import numpy as np
-import pandas as pd
 
 from builder.demo.datasets import miniature
-from builder.demo.gait_model import DEMO_MUSCLES, SubjectParams, simulate_trial
-from builder.sources.opensim import write_storage
+from builder.demo.gait_model import SubjectParams, simulate_trial
 
 SOURCE = "moghadam2023"
-RATE_HZ = 100.0
-# Muscle order of the EMG files per leg (the foundation's positional fallback order) [C].
-MUSCLE_ORDER = (
+POINT_RATE_HZ = 200.0
+EMG_RATE_HZ = 1000.0
+IMU_RATE_HZ = 100.0
+# The full EMG files start with this many rows of exact zeros (~19 ms in the real ones).
+LEADING_ZERO_ROWS = 19
+MUSCLES = (
     "TibialisAnterior",
     "Soleus",
     "GastrocnemiusMedialis",
@@ -57,86 +60,119 @@ _FROM_MODEL = {
     "RectusFemoris": "rectus_femoris",
     "VastusLateralis": "vastus_lateralis",
 }
-# subject id, height m, mass kg, sex, age, EMG column naming, seed
-SUBJECTS = (
-    ("P1", 1.68, 62.5, "F", 27, "plain", 101),
-    ("P2", 1.81, 81.0, "M", 31, "underscored", 102),
-    ("P10", 1.74, 70.3, "F", 24, "unnamed", 110),
+# The column order of the real P11 trial 16 (the generator shuffles the others).
+REAL_ORDER = (
+    "RTibialisAnterior",
+    "RSoleus",
+    "LGastrocnemiusMedialis",
+    "RBicepsFemoris",
+    "RSemitendinosus",
+    "RRectusFemoris",
+    "LVastusLateralis",
+    "LGluteusMaximus",
+    "RVastusLateralis",
+    "RGluteusMaximus",
+    "LTibialisAnterior",
+    "LSoleus",
+    "RGastrocnemiusMedialis",
+    "LBicepsFemoris",
+    "LSemitendinosus",
+    "LRectusFemoris",
 )
-TRIALS = ("1", "2")
+# subject id, height m, mass kg, seed, trials (participants have different trial sets; few
+# trials keep the miniature small: the real files are ~1 MB of EMG per trial)
+SUBJECTS = (
+    ("P1", 1.68, 62.5, 101, ("1", "2")),
+    ("P2", 1.81, 81.0, 102, ("2",)),
+    ("P10", 1.74, 70.3, 110, ("1",)),
+)
 SPEEDS = {"1": 1.15, "2": 1.35}
-# The stride that was not on a force plate: (subject, trial, side, L-leg cycle index).
-OFF_PLATE = ("P2", "1", "L", 3)
-_COORDS = ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle")
-_PLANE_OF = {
-    "hip_flexion": 2,
-    "hip_adduction": 0,
-    "hip_rotation": 1,
-    "knee_angle": 2,
-    "ankle_angle": 2,
-}
-_JOINT_OF = {
-    "hip_flexion": 0,
-    "hip_adduction": 0,
-    "hip_rotation": 0,
-    "knee_angle": 1,
-    "ankle_angle": 2,
+# The force-plate window of each trial in left-leg gait phase (heel strikes of the left leg at
+# whole numbers, of the right leg at halves). The knee's swing peak comes ~0.27 cycles before
+# its heel strike, so each window starts >= 0.1 cycles away from a swing peak and ends
+# >= 0.15 cycles away from a heel strike: which heel strikes the detector sees is unambiguous.
+# Trial 1 holds one stride per leg, trial 2 two left strides and one right (the real trial's
+# 1.3-cycle window holds none: such a trial is left out, so the miniature does not repeat it).
+WINDOWS = {"1": (0.40, 2.75), "2": (0.40, 3.25)}
+# The EMG file runs from t = 0 to this many cycles after the window.
+EMG_AFTER = 0.15
+# The stride that was not on a force plate: (subject, trial, side, cycle index), left phase.
+OFF_PLATE = ("P2", "2", "L", 2)
+_COORDS = (
+    "pelvis_tilt",
+    "pelvis_list",
+    "pelvis_rotation",
+    "pelvis_tx",
+    "pelvis_ty",
+    "pelvis_tz",
+    "hip_flexion_r",
+    "hip_adduction_r",
+    "hip_rotation_r",
+    "knee_angle_r",
+    "ankle_angle_r",
+    "subtalar_angle_r",
+    "mtp_angle_r",
+    "hip_flexion_l",
+    "hip_adduction_l",
+    "hip_rotation_l",
+    "knee_angle_l",
+    "ankle_angle_l",
+    "subtalar_angle_l",
+    "mtp_angle_l",
+    "lumbar_extension",
+    "lumbar_bending",
+    "lumbar_rotation",
+)
+# Coordinate -> (joint, plane) index of the canonical arrays, and the file's sign.
+_CANONICAL = {
+    "hip_flexion": (0, 2, 1.0),
+    "hip_adduction": (0, 0, 1.0),
+    "hip_rotation": (0, 1, 1.0),
+    "knee_angle": (1, 2, -1.0),  # flexion-negative in the files
+    "ankle_angle": (2, 2, 1.0),
 }
 _IMUS = ("P", "RT", "LT", "RS", "LS", "RF", "LF")
 
 
 @miniature(SOURCE)
 def write(folder: Path) -> dict[str, Any]:
-    """Write the miniature under ``folder``; return per trial the true heel strikes (s, file
-    time base) inside the kinematics, the kinetics-valid stride count and the body masses."""
+    """Write the miniature under ``folder``; return per trial the heel strikes (s, file time
+    base) the kinematics show — those whose swing lies inside the force-plate window —, the
+    force-plate window, the loaded-stride count and EMG column order; and the body masses."""
     root = folder / "Gait_Time_Series"
     trials: dict[str, dict[str, Any]] = {}
-    for subject_id, height, mass, _, _, naming, seed in SUBJECTS:
+    for subject_id, height, mass, seed, subject_trials in SUBJECTS:
         subject = SubjectParams.generate(subject_id, height, mass, seed)
-        for trial in TRIALS:
+        for trial in subject_trials:
             trials[f"{subject_id}/{trial}"] = _write_trial(
-                root / f"{subject_id}Data", subject, trial, naming, seed * 10 + int(trial)
+                root / f"{subject_id}Data", subject, trial, seed * 10 + int(trial)
             )
-    _write_summary(folder / "Study Summary.xlsx")
     return {
         "trials": trials,
         "body_mass_kg": {s[0]: s[2] for s in SUBJECTS},
-        "emg_columns": {s[0]: s[5] for s in SUBJECTS},
         "off_plate": OFF_PLATE,
-        "muscles": (
-            "tibialis_anterior",
-            "soleus",
-            "gastrocnemius_medialis",
-            "biceps_femoris",
-            "semitendinosus",
-            "rectus_femoris",
-            "vastus_lateralis",
-            "gluteus_maximus",
-        ),
+        "leading_zero_rows": LEADING_ZERO_ROWS,
+        "muscles": (*sorted(_FROM_MODEL.values()), "gluteus_maximus"),
     }
 
 
-def _write_trial(
-    folder: Path, subject: SubjectParams, trial: str, naming: str, seed: int
-) -> dict[str, Any]:
+def _write_trial(folder: Path, subject: SubjectParams, trial: str, seed: int) -> dict[str, Any]:
     sim = simulate_trial(
         subject=subject,
         activity="walk",
         speed_mps=SPEEDS[trial],
         incline_deg=0.0,
-        n_strides=5,
+        n_strides=3,
         seed=seed,
-        point_rate_hz=RATE_HZ,
-        analog_rate_hz=10 * RATE_HZ,
+        point_rate_hz=POINT_RATE_HZ,
+        analog_rate_hz=EMG_RATE_HZ,
     )
-    # Crop to left-leg phase [1.05, 5.9]: every heel strike inside has its swing inside too.
     phase = sim.phase["L"]
-    first = int(np.searchsorted(phase, 1.05))
-    last = int(np.searchsorted(phase, 5.9))
-    time = np.arange(sim.n_frames) / RATE_HZ
-    kin_rows = slice(first, last)
-    emg_rows = slice(first - 30, last)  # the EMG starts 0.3 s before the kinematics
-    kinetic_rows = slice(first, last - 20)  # and the inverse dynamics end 0.2 s early
+    start, end = WINDOWS[trial]
+    kin_rows = slice(int(np.searchsorted(phase, start)), int(np.searchsorted(phase, end)))
+    ratio = round(EMG_RATE_HZ / POINT_RATE_HZ)
+    emg_stop = int(np.searchsorted(phase, end + EMG_AFTER)) * ratio
+    time = np.arange(sim.n_frames) / POINT_RATE_HZ
 
     mass = subject.mass_kg
     moments = {side: sim.kinetics[side] * mass for side in "LR"}
@@ -147,61 +183,73 @@ def _write_trial(
         stance = (leg_phase >= cycle) & (leg_phase < cycle + 0.65)
         moments[side][stance] *= 0.03
 
+    rng = np.random.default_rng(seed)
+    names = [f"{side}{m}" for side in "RL" for m in MUSCLES]
+    order = (
+        list(REAL_ORDER) if (subject_id, trial) == ("P10", "1") else list(rng.permutation(names))
+    )
     for sub in ("EMG", "IMU", "Joints_Kinematics", "Joints_Kinetics"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    _write_emg(folder / "EMG" / f"{trial}.csv", sim, time, emg_rows, naming)
-    _write_imu(folder / "IMU" / f"{trial}.csv", sim, time, emg_rows)
+    _write_emg(folder / "EMG" / f"{trial}.csv", sim, emg_stop, order, rng)
+    _write_imu(folder / "IMU" / f"{trial}.csv", sim, emg_stop // ratio)
     _write_kinematics(folder / "Joints_Kinematics" / f"{trial}.mot", sim, time, kin_rows)
-    _write_kinetics(folder / "Joints_Kinetics" / f"{trial}.sto", moments, time, kinetic_rows)
+    _write_kinetics(folder / "Joints_Kinetics" / f"{trial}.sto", moments, time, kin_rows)
 
-    t0, t1 = time[kin_rows][0], time[kinetic_rows][-1]
-    truth = {side: [float(t) for t in sim.heel_strikes[side] if t0 <= t <= t1] for side in "LR"}
-    loaded = {side: len(truth[side]) - 1 for side in "LR"}
+    # Heel strikes the kinematics show: left at whole phases, right at halves (left phase).
+    seen = {
+        side: [
+            float(t)
+            for t in sim.heel_strikes[side]
+            if start + 0.27 <= np.interp(t, time, phase) <= end - 0.1
+        ]
+        for side in "LR"
+    }
+    loaded = {side: max(len(seen[side]) - 1, 0) for side in "LR"}
     if (subject_id, trial) == OFF_PLATE[:2]:
         loaded[OFF_PLATE[2]] -= 1
-    return {"heel_strikes_s": truth, "loaded_strides": loaded, "speed_mps": SPEEDS[trial]}
+    return {
+        "heel_strikes_s": seen,
+        "loaded_strides": loaded,
+        "window_s": (float(time[kin_rows][0]), float(time[kin_rows][-1])),
+        "emg_columns": order,
+        "speed_mps": SPEEDS[trial],
+    }
 
 
-def _envelopes(sim: Any, side: str) -> dict[str, np.ndarray]:
-    """100 Hz envelopes (0..1 of the trial's maximum) of the eight recorded muscles: the
-    activations, normalised per channel as a processed-EMG export would be."""
-    act = sim.activations[side][::10]  # activation at the frames (0..1)
-    columns = {name: act[:, DEMO_MUSCLES.index(m)] for name, m in _FROM_MODEL.items()}
-    gmed = act[:, DEMO_MUSCLES.index("gluteus_medius")]
+def _raw_emg(sim: Any, side: str) -> dict[str, np.ndarray]:
+    """The eight recorded muscles' raw EMG in mV at 1000 Hz."""
+    emg = sim.emg[side] * 1e3
+    muscles = list(sim.muscles)
+    columns = {name: emg[:, muscles.index(m)] for name, m in _FROM_MODEL.items()}
+    gmed = emg[:, muscles.index("gluteus_medius")]
     columns["GluteusMaximus"] = 0.6 * gmed + 0.4 * columns["BicepsFemoris"]
-    return {name: columns[name] / columns[name].max() for name in MUSCLE_ORDER}
+    return columns
 
 
-def _write_emg(path: Path, sim: Any, time: np.ndarray, rows: slice, naming: str) -> None:
-    data: dict[str, np.ndarray] = {"time": time[rows]}
-    k = 0
-    for side in "RL":  # right leg first, as the documented column order
-        for name, values in _envelopes(sim, side).items():
-            k += 1
-            if naming == "plain":
-                column = f"{side}{name}"
-            elif naming == "underscored":
-                words = "_".join(w for w in _split_camel(name))
-                column = f"{side}_{words}"
-            else:
-                column = f"EMG{k}"
-            data[column] = values[rows]
-    _write_csv(path, data, "%.6f")
+def _write_emg(path: Path, sim: Any, stop: int, order: list[str], rng: np.random.Generator) -> None:
+    """Time and the 16 channels in ``order``: signal plus offset, the first rows exact zeros."""
+    signals = {
+        f"{side}{name}": values for side in "RL" for name, values in _raw_emg(sim, side).items()
+    }
+    n = min(stop, sim.n_analog)
+    time = np.arange(n) / EMG_RATE_HZ
+    data = np.column_stack([signals[c][:n] + rng.uniform(0.045, 0.058) for c in order])
+    data[:LEADING_ZERO_ROWS] = 0.0
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(",".join(["Time", *order]) + "\n")
+        for t, row in zip(time, data, strict=True):
+            f.write(",".join([_g(t), *(_g(v) for v in row)]) + "\n")
 
 
-def _split_camel(name: str) -> list[str]:
-    words, current = [], ""
-    for char in name:
-        if char.isupper() and current:
-            words.append(current)
-            current = ""
-        current += char
-    return [*words, current]
+def _g(value: float) -> str:
+    """Six significant digits as the real files write them (``2.46``, ``-8.21E-05``, ``0``)."""
+    return "0" if value == 0 else f"{value:.6G}"
 
 
-def _write_imu(path: Path, sim: Any, time: np.ndarray, rows: slice) -> None:
-    """Accelerations (m/s², y up) of seven IMUs from the simulated markers (unused by the
-    adapter: the upstream IMU-peak segmentation is unreliable)."""
+def _write_imu(path: Path, sim: Any, stop: int) -> None:
+    """Accelerations (m/s², y up) of seven IMUs from the simulated markers, at 100 Hz (the
+    format is a guess [C]; unused by the adapter: the upstream IMU-peak segmentation is
+    unreliable)."""
     markers = {
         "P": sim.markers["SACR"],
         "RT": sim.markers["RKNE"],
@@ -211,142 +259,74 @@ def _write_imu(path: Path, sim: Any, time: np.ndarray, rows: slice) -> None:
         "RF": sim.markers["RHEE"],
         "LF": sim.markers["LHEE"],
     }
-    data: dict[str, np.ndarray] = {"Time": time[rows]}
+    step = round(POINT_RATE_HZ / IMU_RATE_HZ)
+    rows = slice(0, min(stop, sim.n_frames), step)
+    columns: dict[str, np.ndarray] = {"Time": np.arange(sim.n_frames)[rows] / POINT_RATE_HZ}
     for imu in _IMUS:
-        acc = np.gradient(np.gradient(markers[imu] / 1000.0, axis=0), axis=0) * RATE_HZ**2
+        acc = np.gradient(np.gradient(markers[imu] / 1000.0, axis=0), axis=0) * POINT_RATE_HZ**2
         # lab X forward, Z up -> sensor x forward, y up, z lateral; gravity on y
-        data[f"{imu}_accel.x"] = acc[rows, 0]
-        data[f"{imu}_accel.y"] = acc[rows, 2] + 9.81
-        data[f"{imu}_accel.z"] = acc[rows, 1]
-    _write_csv(path, data, "%.5f")
-
-
-def _write_csv(path: Path, columns: dict[str, np.ndarray], fmt: str) -> None:
-    """Comma-separated with one header row (numpy: pandas' float formatting is slow)."""
+        columns[f"{imu}_accel.x"] = acc[rows, 0]
+        columns[f"{imu}_accel.y"] = acc[rows, 2] + 9.81
+        columns[f"{imu}_accel.z"] = acc[rows, 1]
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write(",".join(columns) + "\n")
-        np.savetxt(f, np.column_stack(list(columns.values())), fmt=fmt, delimiter=",")
+        np.savetxt(f, np.column_stack(list(columns.values())), fmt="%.5f", delimiter=",")
+
+
+def _write_storage(path: Path, header: list[str], columns: dict[str, np.ndarray]) -> None:
+    """An OpenSim storage file as the real ones: header lines, ``endheader``, tab-separated
+    column names, rows of ``%16.8f`` values joined by tabs."""
+    names = list(columns)
+    table = np.column_stack([columns[c] for c in names])
+    lines = [*header, "endheader", "\t".join(names)]
+    lines += ["\t".join(f"{v:16.8f}" for v in row) for row in table]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _sides_by_coordinate(values: dict[str, np.ndarray], rows: slice) -> dict[str, np.ndarray]:
+    """{'hip_flexion_r': ..., ...}: the canonical (T, 3, 3) arrays of both legs in file signs."""
+    out = {}
+    for side in "rl":
+        canonical = values[side.upper()][rows]
+        for coord, (joint, plane, sign) in _CANONICAL.items():
+            out[f"{coord}_{side}"] = sign * canonical[:, joint, plane]
+    return out
 
 
 def _write_kinematics(path: Path, sim: Any, time: np.ndarray, rows: slice) -> None:
     n = time[rows].size
-    table: dict[str, np.ndarray] = {
-        "time": time[rows],
-        "pelvis_tilt": np.full(n, -8.0),
-        "pelvis_list": np.zeros(n),
-        "pelvis_rotation": np.zeros(n),
-        "pelvis_tx": sim.markers["SACR"][rows, 0] / 1000.0,
-        "pelvis_ty": sim.markers["SACR"][rows, 2] / 1000.0,
-        "pelvis_tz": sim.markers["SACR"][rows, 1] / 1000.0,
-    }
     rng = np.random.default_rng(int(sim.speed_mps * 1000) + len(sim.subject_id))
-    for side in "rl":
-        angles = sim.kinematics[side.upper()][rows]
-        for coord in _COORDS:
-            values = angles[:, _JOINT_OF[coord], _PLANE_OF[coord]]
-            table[f"{coord}_{side}"] = values + rng.normal(0.0, 0.2, n)  # IK noise
-        table[f"subtalar_angle_{side}"] = np.zeros(n)
-        table[f"mtp_angle_{side}"] = np.zeros(n)
-    table.update(lumbar_extension=np.zeros(n), lumbar_bending=np.zeros(n))
-    write_storage(str(path), pd.DataFrame(table), name="Coordinates", in_degrees=True)
+    angles = {
+        name: values + rng.normal(0.0, 0.2, n)  # IK noise
+        for name, values in _sides_by_coordinate(sim.kinematics, rows).items()
+    }
+    pelvis = sim.markers["SACR"][rows] / 1000.0
+    columns: dict[str, np.ndarray] = {"time": time[rows]}
+    for coord in _COORDS:
+        columns[coord] = angles.get(coord, np.zeros(n))
+    columns.update(
+        pelvis_tilt=np.full(n, -8.0),
+        pelvis_tx=pelvis[:, 0] - pelvis[0, 0] - 1.7,  # the real trial's lab origin
+        pelvis_ty=pelvis[:, 2] - 0.9,
+        pelvis_tz=pelvis[:, 1],
+    )
+    header = ["Coordinates", "version=1", f"nRows={n}", f"nColumns={len(columns)}"]
+    header += ["inDegrees=yes", "", "Units are S.I. units (second, meters, Newtons, ...)"]
+    header += ["Angles are in degrees.", ""]
+    _write_storage(path, header, columns)
 
 
 def _write_kinetics(
     path: Path, moments: dict[str, np.ndarray], time: np.ndarray, rows: slice
 ) -> None:
     n = time[rows].size
-    table: dict[str, np.ndarray] = {"time": time[rows]}
-    for name in ("pelvis_tilt_moment", "pelvis_list_moment", "pelvis_rotation_moment"):
-        table[name] = np.zeros(n)
-    for name in ("pelvis_tx_force", "pelvis_ty_force", "pelvis_tz_force"):
-        table[name] = np.zeros(n)
-    for side in "rl":
-        values = moments[side.upper()][rows]
-        for coord in _COORDS:
-            table[f"{coord}_{side}_moment"] = values[:, _JOINT_OF[coord], _PLANE_OF[coord]]
-        table[f"subtalar_angle_{side}_moment"] = np.zeros(n)
-        table[f"mtp_angle_{side}_moment"] = np.zeros(n)
-    write_storage(
-        str(path), pd.DataFrame(table), name="Inverse Dynamics Generalized Forces", in_degrees=False
-    )
-
-
-# --- Study Summary.xlsx (stdlib only: openpyxl is not a dependency) ---------------------------
-
-
-def _write_summary(path: Path) -> None:
-    header = [["ID", None, "Participant Info", None, None, None], ["WS-key", "Group"]]
-    header[1] += ["Sex", "Age (years)", "Weight (kg)", "height (cm)"]
-    rows: list[list[Any]] = [*header]
-    for subject_id, height, mass, sex, age, _, _ in SUBJECTS:
-        rows.append([subject_id, "healthy", sex, float(age), mass, round(height * 100, 1)])
-    write_xlsx(path, rows, merged=("A1:B1", "C1:F1"))
-
-
-def write_xlsx(path: Path, rows: list[list[Any]], merged: tuple[str, ...] = ()) -> None:
-    """A minimal single-sheet workbook as Excel writes it (shared strings), byte-identical on
-    every run (fixed zip timestamps)."""
-    strings: list[str] = []
-    cells = []
-    for r, row in enumerate(rows, start=1):
-        parts = []
-        for c, value in enumerate(row):
-            ref = f"{chr(ord('A') + c)}{r}"
-            if value is None:
-                continue
-            if isinstance(value, str):
-                if value not in strings:
-                    strings.append(value)
-                parts.append(f'<c r="{ref}" t="s"><v>{strings.index(value)}</v></c>')
-            else:
-                parts.append(f'<c r="{ref}"><v>{value!r}</v></c>')
-        cells.append(f'<row r="{r}">{"".join(parts)}</row>')
-    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-    merge = "".join(f'<mergeCell ref="{m}"/>' for m in merged)
-    sheet = (
-        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet xmlns="{main}">'
-        f"<sheetData>{''.join(cells)}</sheetData>"
-        + (f'<mergeCells count="{len(merged)}">{merge}</mergeCells>' if merged else "")
-        + "</worksheet>"
-    )
-    shared = "".join(f"<si><t>{escape(s)}</t></si>" for s in strings)
-    files = {
-        "[Content_Types].xml": (
-            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Types xmlns="http://'
-            'schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" '
-            'ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default '
-            'Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.'
-            'xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.'
-            'sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="'
-            'application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-            '<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.'
-            'openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>'
-        ),
-        "_rels/.rels": (
-            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships xmlns="'
-            'http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="'
-            f'rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>'
-        ),
-        "xl/workbook.xml": (
-            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<workbook xmlns="{main}"'
-            f' xmlns:r="{rel}"><sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets>'
-            "</workbook>"
-        ),
-        "xl/_rels/workbook.xml.rels": (
-            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships xmlns="'
-            'http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="'
-            f'rId1" Type="{rel}/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="'
-            f'rId2" Type="{rel}/sharedStrings" Target="sharedStrings.xml"/></Relationships>'
-        ),
-        "xl/worksheets/sheet1.xml": sheet,
-        "xl/sharedStrings.xml": (
-            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="{main}" '
-            f'count="{len(strings)}" uniqueCount="{len(strings)}">{shared}</sst>'
-        ),
-    }
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
-        for name, text in files.items():
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            book.writestr(info, text.encode())
+    values = _sides_by_coordinate(moments, rows)
+    columns: dict[str, np.ndarray] = {"time": time[rows]}
+    for coord in _COORDS:
+        if coord in ("pelvis_tx", "pelvis_ty", "pelvis_tz"):
+            columns[f"{coord}_force"] = np.zeros(n)
+        else:
+            columns[f"{coord}_moment"] = values.get(coord, np.zeros(n))
+    header = ["Inverse Dynamics Generalized Forces", "version=1", f"nRows={n}"]
+    header += [f"nColumns={len(columns)}", "inDegrees=no"]
+    _write_storage(path, header, columns)
