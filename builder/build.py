@@ -106,10 +106,7 @@ def build(catalog_path: str, options: BuildOptions, console: Console | None = No
             try:
                 return _build_locked(catalog, specs, unavailable, options, console, staging)
             except OSError as exc:  # storage that keeps failing after its own retries
-                error = StoreError(
-                    f"{options.output}: storage error ({_what(exc)}); nothing was published "
-                    "and the previous version is intact; re-run when the storage answers again"
-                )
+                error = _storage_error(options.output, exc)
                 staging.record_failure(str(error))
                 raise error from None
             except (KeyboardInterrupt, SystemExit):
@@ -119,10 +116,14 @@ def build(catalog_path: str, options: BuildOptions, console: Console | None = No
                 staging.record_failure(str(exc) if isinstance(exc, BuilderError) else _what(exc))
                 raise
     except OSError as exc:  # the lock itself: storage down before the build began
-        raise StoreError(
-            f"{options.output}: storage error ({_what(exc)}); nothing was published and the "
-            "previous version is intact; re-run when the storage answers again"
-        ) from None
+        raise _storage_error(options.output, exc) from None
+
+
+def _storage_error(output: str, exc: OSError) -> StoreError:
+    return StoreError(
+        f"{output}: storage error ({_what(exc)}); nothing was published and the previous "
+        "version is intact; re-run when the storage answers again"
+    )
 
 
 def _build_locked(

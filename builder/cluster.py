@@ -71,7 +71,7 @@ import dask.config
 import yaml
 from dask.distributed import Client, LocalCluster
 
-from builder.errors import BuilderError
+from builder.errors import BuilderError, one_line
 
 KINDS = ("slurm", "kubernetes")
 EXTRAS = {"slurm": "dask_jobqueue", "kubernetes": "dask_kubernetes.operator"}
@@ -124,7 +124,7 @@ def connect(
             client = Client(address)
         except (OSError, TimeoutError) as exc:
             raise BuilderError(
-                f"--cluster {address}: cannot reach the Dask scheduler ({_one_line(exc)})"
+                f"--cluster {address}: cannot reach the Dask scheduler ({one_line(exc)})"
             ) from None
         with client:
             yield client
@@ -148,7 +148,7 @@ def connect(
         except Exception as exc:  # no kube config, no operator, scheduler pod failing…
             raise BuilderError(
                 f"--cluster kubernetes: cannot start DaskCluster {spec['metadata']['name']!r} "
-                f"({type(exc).__name__}: {_one_line(exc)})"
+                f"({type(exc).__name__}: {one_line(exc)})"
             ) from None
         with kube, Client(kube) as client:
             yield client
@@ -181,7 +181,7 @@ def slurm_cluster(dashboard_address: str = ":8787") -> Any:
             silence_logs=logging.ERROR,
         )
     except (ValueError, TypeError, OSError) as exc:
-        raise BuilderError(f"--cluster slurm: {_one_line(exc)}") from None
+        raise BuilderError(f"--cluster slurm: {one_line(exc)}") from None
 
 
 def _slurm_submit_command() -> str:
@@ -239,7 +239,7 @@ def _kubernetes_credentials() -> None:
     except Exception as exc:
         raise BuilderError(
             "--cluster kubernetes: no Kubernetes credentials (kube config or in-cluster service "
-            f"account): {type(exc).__name__}: {_one_line(exc)}"
+            f"account): {type(exc).__name__}: {one_line(exc)}"
         ) from None
 
 
@@ -263,7 +263,7 @@ def _custom_cluster_spec(custom: str | dict[str, Any]) -> dict[str, Any]:
                 documents = [d for d in yaml.safe_load_all(f) if d]
         except (OSError, yaml.YAMLError) as exc:
             raise BuilderError(
-                f"{where}: cannot read the DaskCluster spec ({_one_line(exc)})"
+                f"{where}: cannot read the DaskCluster spec ({one_line(exc)})"
             ) from None
     found = [d for d in documents if isinstance(d, dict) and d.get("kind") == "DaskCluster"]
     if len(found) != 1:
@@ -277,7 +277,7 @@ def _cluster_name(template: str) -> str:
     try:
         name = template.format(user=getpass.getuser(), uuid=uuid.uuid4().hex[:10], **os.environ)
     except (KeyError, IndexError, ValueError) as exc:
-        raise BuilderError(f"kubernetes.name {template!r}: {_one_line(exc)}") from None
+        raise BuilderError(f"kubernetes.name {template!r}: {one_line(exc)}") from None
     name = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-.")[:63].rstrip("-.")
     if not name:
         raise BuilderError(f"kubernetes.name {template!r}: not a valid resource name")
@@ -294,10 +294,7 @@ def _require(kind: str) -> ModuleType:
     except ImportError as exc:
         raise BuilderError(
             f"--cluster {kind} needs the optional extra: pip install 'gait-builder[{kind}]' "
-            f"({_one_line(exc)})"
+            f"({one_line(exc)})"
         ) from None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line, or its type's name when it has none."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 class BuilderError(Exception):
     """Base class: the CLI prints these as one line and exits non-zero."""
 

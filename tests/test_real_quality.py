@@ -15,13 +15,9 @@ from builder.processing.emg import EmgProcessing
 from builder.processing.trial import build_strides
 from builder.sources import read_trial
 
-from helpers import REAL_DATA, read_c3d
+from helpers import REAL_DATA, read_c3d, requires_real_data
 
-if not REAL_DATA.is_dir():
-    pytest.skip(
-        f"real recordings not found at {REAL_DATA} (set GAIT_REAL_DATA)", allow_module_level=True
-    )
-pytestmark = pytest.mark.real_data
+pytestmark = [pytest.mark.real_data, requires_real_data]
 
 # EMG channels as the files' READMEs name them (gait-pig's EMG1/EMG2 are almost flat:
 # electrodes probably unplugged; they are mapped to see what the gate makes of them).

@@ -38,6 +38,7 @@ __all__ = [
     "process_envelope_source",
     "resample",
     "wavelet_denoise",
+    "welch_psd",
 ]
 
 # The band-pass high corner stays ≤ 0.45 × rate: a Butterworth corner at Nyquist is degenerate.
@@ -135,10 +136,17 @@ def _channel_names(n_channels: int) -> list[str]:
 # --------------------------------------------------------------------------- mains hum
 
 
-def _welch(xc: np.ndarray, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
-    # ≈1 s segments: ≈1 Hz resolution separates the mains line from the sEMG spectrum.
-    nperseg = min(xc.shape[-1], 2 ** round(math.log2(rate_hz)))
-    return signal.welch(xc, fs=rate_hz, nperseg=nperseg, axis=-1)
+def welch_psd(
+    xc: np.ndarray,
+    rate_hz: float,
+    *,
+    resolution_hz: float = 1.0,
+    detrend: Literal["constant", False] = "constant",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power spectra of the rows of ``xc`` (C, T), about ``resolution_hz`` apart (the
+    default ≈1 s segments separate the mains line from the sEMG spectrum)."""
+    nperseg = min(xc.shape[-1], 2 ** max(4, round(math.log2(rate_hz / resolution_hz))))
+    return signal.welch(xc, fs=rate_hz, nperseg=nperseg, axis=-1, detrend=detrend)
 
 
 def _line_ratio_db(freqs: np.ndarray, psd: np.ndarray, line_hz: float) -> np.ndarray:
@@ -172,7 +180,7 @@ def _hum_lines(
     lines = _odd_lines(rate_hz, mains_hz)
     if not lines:
         return []
-    freqs, psd = _welch(xc, rate_hz)
+    freqs, psd = welch_psd(xc, rate_hz)
     plan = []
     for i, line in enumerate(lines):
         rows = np.nan_to_num(_line_ratio_db(freqs, psd, line), nan=-np.inf) > threshold_db
@@ -207,7 +215,7 @@ def detect_mains_hum(
     rows = np.isfinite(xc).all(axis=-1)
     if not rows.any() or not 0 < mains_hz < rate_hz / 2:
         return hum
-    freqs, psd = _welch(xc[rows], rate_hz)
+    freqs, psd = welch_psd(xc[rows], rate_hz)
     hum[rows] = np.nan_to_num(_line_ratio_db(freqs, psd, mains_hz), nan=-np.inf) > threshold_db
     return hum
 

@@ -42,9 +42,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import signal
 
 from builder.conventions import JOINTS, MUSCLES, PLANES
+from builder.processing.emg import welch_psd
 from builder.records import SideRecording, StrideBatch, TimeSeries
 
 CHECKS = (
@@ -188,12 +188,6 @@ class GateResult:
             per_kind = self.counts.setdefault(check, {})
             per_kind[kind] = per_kind.get(kind, 0) + int(n)
 
-    def merge(self, other: GateResult) -> None:
-        for check, per_kind in other.counts.items():
-            for kind, n in per_kind.items():
-                self.add(check, kind, n)
-        self.notes.extend(other.notes)
-
 
 def merge_counts(
     counts: Iterable[dict[str, dict[str, int]]],
@@ -201,7 +195,9 @@ def merge_counts(
     """Sum of several ``GateResult.counts``."""
     total = GateResult()
     for one in counts:
-        total.merge(GateResult(counts=one))
+        for check, per_kind in one.items():
+            for kind, n in per_kind.items():
+                total.add(check, kind, n)
     return total.counts
 
 
@@ -270,6 +266,23 @@ def _remove(
             f"quality gate, {check}: {part.side} {names[component]} left out of {n} of "
             f"{batch.n_strides} stride(s){': ' + why if why else ''}"
         )
+
+
+def _remove_everywhere(
+    part: SideStrides, kind: str, check: str, reasons: dict[int, str], result: GateResult
+) -> None:
+    """:func:`_remove` the components ``reasons`` names from every stride of ``part``."""
+    if reasons:
+        fail = np.zeros(_mask(part.batch, kind).shape, bool)
+        fail[:, list(reasons)] = True
+        _remove(part, kind, fail, check, reasons, result)
+
+
+def _stride_samples(part: SideStrides, series: TimeSeries) -> tuple[np.ndarray, np.ndarray]:
+    """First and last sample (inclusive) of ``series`` inside each stride of ``part``."""
+    first = np.ceil((part.batch.start_s - series.start_s) * series.rate_hz - 1e-6).astype(int)
+    last = np.floor((part.ends_s - series.start_s) * series.rate_hz + 1e-6).astype(int)
+    return first, last
 
 
 # --- per-stride checks -----------------------------------------------------------------------
@@ -408,19 +421,16 @@ def _columns_with_repeats(data: np.ndarray) -> np.ndarray:
 
 def _constant_run_check(part: SideStrides, emg_kind: str, result: GateResult) -> None:
     """Runs in the source samples that fall inside a stride (at least MIN_CONSTANT_RUN of them)."""
-    starts, ends = part.batch.start_s, part.ends_s
-    for kind, series in (
-        ("emg", part.recording.emg),
-        ("kinematics", part.recording.kinematics),
-        ("kinetics", part.recording.kinetics),
-    ):
+    for kind in KINDS:
+        series = getattr(part.recording, kind)
         if series is None or part.batch.n_strides == 0:
             continue
-        data = np.asarray(series.data, dtype=np.float64).reshape(series.n_samples, -1)
-        fail = np.zeros((starts.size, data.shape[1]), bool)
+        data = _columns(series)
+        stride_first, stride_last = _stride_samples(part, series)
+        fail = np.zeros((part.batch.n_strides, data.shape[1]), bool)
         reasons: dict[int, str] = {}
+        envelope = kind == "emg" and emg_kind == "envelope"
         for c in _columns_with_repeats(data):
-            envelope = kind == "emg" and emg_kind == "envelope"
             runs = constant_runs(
                 data[:, c], smooth=kind != "emg" or envelope, floor_clipped=envelope
             )
@@ -428,13 +438,8 @@ def _constant_run_check(part: SideStrides, emg_kind: str, result: GateResult) ->
                 t0 = series.start_s + first / series.rate_hz
                 t1 = series.start_s + last / series.rate_hz
                 # samples of the run inside each stride [start, end]
-                inside_first = np.maximum(
-                    first, np.ceil((starts - series.start_s) * series.rate_hz - 1e-6)
-                )
-                inside_last = np.minimum(
-                    last, np.floor((ends - series.start_s) * series.rate_hz + 1e-6)
-                )
-                hit = inside_last - inside_first + 1 >= MIN_CONSTANT_RUN
+                inside = np.minimum(last, stride_last) - np.maximum(first, stride_first) + 1
+                hit = inside >= MIN_CONSTANT_RUN
                 if hit.any():
                     fail[hit, c] = True
                     value = data[first, c]
@@ -474,8 +479,7 @@ def _in_present_strides(part: SideStrides, kind: str, series: TimeSeries) -> np.
     (a component already left out, or samples outside every stride, do not count)."""
     mask = _mask(part.batch, kind)
     valid = np.zeros((series.n_samples, mask.shape[1]), bool)
-    first = np.ceil((part.batch.start_s - series.start_s) * series.rate_hz - 1e-6).astype(int)
-    last = np.floor((part.ends_s - series.start_s) * series.rate_hz + 1e-6).astype(int)
+    first, last = _stride_samples(part, series)
     for a, b, present in zip(first, last, mask, strict=True):
         valid[max(a, 0) : max(b + 1, 0), present] = True
     return valid
@@ -500,31 +504,27 @@ def _duplicate_pairs(
     valid = valid & np.isfinite(columns)
     found: dict[int, str] = {}
     recorded = [c for c in range(columns.shape[1]) if valid[:, c].sum() >= MIN_CONSTANT_RUN]
-    candidates = _duplicate_candidates(columns, valid, recorded)
-    for i, a in enumerate(recorded):
-        for b in recorded[i + 1 :]:
-            if (a, b) not in candidates:
+    for a, b in sorted(_duplicate_candidates(columns, valid, recorded)):
+        (side_a, name_a), (side_b, name_b) = labels[a], labels[b]
+        if across_sides_only and side_a == side_b:
+            continue
+        if side_a == side_b and any({name_a, name_b} <= group for group in shared):
+            continue
+        both = valid[:, a] & valid[:, b]
+        if both.sum() < MIN_CONSTANT_RUN:
+            continue
+        x, y = columns[both, a], columns[both, b]
+        if np.array_equal(x, y):
+            how = "bit-identical"
+        else:
+            if not correlate or x.std() == 0 or y.std() == 0:
                 continue
-            (side_a, name_a), (side_b, name_b) = labels[a], labels[b]
-            if across_sides_only and side_a == side_b:
+            r = float(np.corrcoef(x, y)[0, 1])
+            if not abs(r) > DUPLICATE_CORRELATION:
                 continue
-            if side_a == side_b and any({name_a, name_b} <= group for group in shared):
-                continue
-            both = valid[:, a] & valid[:, b]
-            if both.sum() < MIN_CONSTANT_RUN:
-                continue
-            x, y = columns[both, a], columns[both, b]
-            if np.array_equal(x, y):
-                how = "bit-identical"
-            else:
-                if not correlate or x.std() == 0 or y.std() == 0:
-                    continue
-                r = float(np.corrcoef(x, y)[0, 1])
-                if not abs(r) > DUPLICATE_CORRELATION:
-                    continue
-                how = f"correlation {r:+.4f}"
-            found.setdefault(a, f"the same signal as {side_b} {name_b} ({how})")
-            found.setdefault(b, f"the same signal as {side_a} {name_a} ({how})")
+            how = f"correlation {r:+.4f}"
+        found.setdefault(a, f"the same signal as {side_b} {name_b} ({how})")
+        found.setdefault(b, f"the same signal as {side_a} {name_a} ({how})")
     return found
 
 
@@ -603,10 +603,7 @@ def _duplicate_check(
                         for c, why in found.items()
                         if position * width <= c < (position + 1) * width
                     }
-                    if reasons:
-                        fail = np.zeros((parts[i].batch.n_strides, width), bool)
-                        fail[:, list(reasons)] = True
-                        _remove(parts[i], kind, fail, "duplicate", reasons, result)
+                    _remove_everywhere(parts[i], kind, "duplicate", reasons, result)
 
 
 # --- EMG kind and hum ------------------------------------------------------------------------
@@ -624,11 +621,10 @@ def _middle(x: np.ndarray) -> np.ndarray:
 def _spectra(
     x: np.ndarray, rate_hz: float, resolution_hz: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Welch power spectra (about ``resolution_hz`` apart) of the rows of ``x`` (C, T), means
-    removed."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    nperseg = min(x.shape[-1], 2 ** max(4, round(np.log2(rate_hz / resolution_hz))))
-    return signal.welch(x, fs=rate_hz, nperseg=nperseg, axis=-1, detrend=False)
+    """Welch power spectra of the rows of ``x`` (C, T) with their whole-signal means removed
+    (per segment would also remove an envelope's slow swings)."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    return welch_psd(centred, rate_hz, resolution_hz=resolution_hz, detrend=False)
 
 
 def _share(freqs: np.ndarray, psd: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -747,11 +743,8 @@ def _emg_kind_check(parts: Sequence[SideStrides], declared: str, result: GateRes
             problems = [v for v in found if v is not None]
             if found and 2 * len(problems) > len(found):
                 reasons[c] = f"declared {declared} but {problems[0]}"
-        if reasons:
-            for part in mine:
-                fail = np.zeros((part.batch.n_strides, n_channels), bool)
-                fail[:, list(reasons)] = True
-                _remove(part, "emg", fail, "emg_kind", reasons, result)
+        for part in mine:
+            _remove_everywhere(part, "emg", "emg_kind", reasons, result)
 
 
 def hum_shares(x: np.ndarray, rate_hz: float, mains_hz: float) -> np.ndarray:
@@ -788,10 +781,7 @@ def _mains_hum_check(part: SideStrides, mains_hz: float | None, result: GateResu
                     f"{100 * share:.0f} % of its 20-450 Hz power is {mains_hz:g} Hz mains hum "
                     "after the notch"
                 )
-    if reasons:
-        fail = np.zeros(mask.shape, bool)
-        fail[:, list(reasons)] = True
-        _remove(part, "emg", fail, "mains_hum", reasons, result)
+    _remove_everywhere(part, "emg", "mains_hum", reasons, result)
 
 
 # --- left/right signs ------------------------------------------------------------------------
@@ -837,11 +827,8 @@ def _lr_sign_check(parts: Sequence[SideStrides], result: GateResult) -> None:
                     f"the left and right mean strides are mirror images (correlation {r:+.2f}): "
                     "a side's sign convention is wrong"
                 )
-        if reasons:
-            for part in (*lefts, *rights):
-                fail = np.zeros((part.batch.n_strides, 9), bool)
-                fail[:, list(reasons)] = True
-                _remove(part, kind, fail, "lr_sign", reasons, result)
+        for part in (*lefts, *rights):
+            _remove_everywhere(part, kind, "lr_sign", reasons, result)
 
 
 # --- ground contact --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from itertools import pairwise
 import numpy as np
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
+from builder.errors import one_line
 from builder.processing.emg import EmgProcessing, process_emg, process_envelope_source
 from builder.processing.quality import SideStrides, run_gate
 from builder.processing.strides import covered, sample_ranges, stride_windows, time_normalise
@@ -161,9 +162,8 @@ def _emg(
             else:
                 processed, env, notes = process_envelope_source(emg, processing)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
-            detail = " ".join(str(error).split()) or type(error).__name__
             notes = [
-                f"EMG could not be processed ({detail}; {emg.n_samples} samples at "
+                f"EMG could not be processed ({one_line(error)}; {emg.n_samples} samples at "
                 f"{emg.rate_hz:g} Hz): EMG left out"
             ]
     if processed is None or env is None:

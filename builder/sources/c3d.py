@@ -73,7 +73,7 @@ from builder.conventions import (
     length_factor,
     moment_factor,
 )
-from builder.errors import SourceError
+from builder.errors import SourceError, one_line
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 from builder.sources import gait_events as ge
 from builder.sources import register_adapter
@@ -305,10 +305,6 @@ def _number(c3d: ezc3d.c3d, group: str, name: str) -> float | None:
     return float(array[0]) if array.size else None
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 # --- file, timing -----------------------------------------------------------------------
 
 
@@ -320,8 +316,8 @@ def _load(path: str, url: str) -> tuple[ezc3d.c3d, str | None]:
         try:
             c3d = ezc3d.c3d(path)
         except Exception as error:
-            raise SourceError(url, f"not a readable C3D file ({_one_line(error)})") from None
-        return c3d, f"force plates could not be extracted ({_one_line(plate_error)})"
+            raise SourceError(url, f"not a readable C3D file ({one_line(error)})") from None
+        return c3d, f"force plates could not be extracted ({one_line(plate_error)})"
 
 
 def _declared_frames(path: str) -> int | None:

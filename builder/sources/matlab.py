@@ -15,7 +15,7 @@ import matio
 import numpy as np
 import pandas as pd
 
-from builder.errors import SourceError
+from builder.errors import SourceError, one_line
 
 
 def load_mat(path: str, url: str | None = None, variables: Sequence[str] | None = None) -> dict:
@@ -24,8 +24,7 @@ def load_mat(path: str, url: str | None = None, variables: Sequence[str] | None 
     try:
         raw = matio.load_from_mat(path, variable_names=list(variables) if variables else None)
     except Exception as exc:  # mat-io raises many kinds for a damaged file
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SourceError(url or path, f"not a readable MATLAB file ({reason})") from None
+        raise SourceError(url or path, f"not a readable MATLAB file ({one_line(exc)})") from None
     return {name: simplify(value) for name, value in raw.items() if not name.startswith("__")}
 
 

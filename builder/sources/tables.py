@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from builder.conventions import Side
-from builder.errors import SourceError
+from builder.errors import SourceError, one_line
 from builder.sources.base import FileAccess
 from builder.sources.mapping import joint_array, muscle_matrix
 from builder.sources.options import JointMap
@@ -65,8 +65,7 @@ def read_table(
     try:
         table = pd.read_csv(io.BytesIO(raw), sep=sep, **kwargs)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SourceError(url, f"not a readable {what} ({reason})") from None
+        raise SourceError(url, f"not a readable {what} ({one_line(exc)})") from None
     table.columns = [str(c).strip() for c in table.columns]
     return table
 
