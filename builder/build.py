@@ -56,7 +56,7 @@ from builder.store.layout import (
     expected_chunk_keys,
 )
 from builder.store.staging import Staging, TrialOutcome, trial_key
-from builder.store.versions import VersionedOutput, chunk_key_separator, versioned_output
+from builder.store.versions import VersionedOutput, versioned_output
 from builder.store.writer import (
     StorePlan,
     emg_regions,
@@ -74,8 +74,11 @@ class BuildOptions:
     cluster: str | None = None  # address of an existing Dask scheduler
     fresh: bool = False  # discard staged trial results and build a new version
     layout: ChunkLayout = field(default_factory=ChunkLayout)
-    keep_versions: int = 2
-    read_timeout_s: float = DEFAULT_TIMEOUT_S  # a trial whose reader takes longer is left out
+    # Publish even with trials left out for reasons that may pass (I/O, a dead worker), or
+    # with fewer strides than the current version from the same catalogue. Off: such a build
+    # fails with one line and the current version stays.
+    allow_partial: bool = False
+    read_timeout_s: float = DEFAULT_TIMEOUT_S  # then one retry with 4x; then left out
     progress: bool = True
     dashboard_address: str = ":8787"  # ":0" for any free port
     variables: dict[str, str] = field(default_factory=dict)  # catalogue template variables
@@ -99,10 +102,12 @@ def build(catalog_path: str, options: BuildOptions, console: Console | None = No
     catalog = load_catalog(catalog_path, options.variables)
     specs, unavailable = expand_trials(catalog, options.storage_options)
     for source in unavailable:
-        console.print(f"[yellow]source {source.source!r} skipped:[/] {source.reason}")
+        console.print(f"[yellow]source {source.source!r}:[/] {source.reason}")
     staging = Staging(options.output, options.storage_options)
     try:
-        with staging.lock():
+        with staging.lock() as taken_over:
+            if taken_over:
+                console.print(f"[yellow]{taken_over}[/]")
             try:
                 return _build_locked(catalog, specs, unavailable, options, console, staging)
             except OSError as exc:  # storage that keeps failing after its own retries
@@ -117,6 +122,32 @@ def build(catalog_path: str, options: BuildOptions, console: Console | None = No
                 raise
     except OSError as exc:  # the lock itself: storage down before the build began
         raise _storage_error(options.output, exc) from None
+
+
+def prune(
+    output_url: str, keep: int, storage_options: dict[str, Any] | None = None
+) -> tuple[list[str], list[str]]:
+    """Delete all but the published and newest ``keep - 1`` versions of an output, under the
+    build lock. Returns (removed, kept)."""
+    output = versioned_output(output_url, storage_options)
+    if output.published() is None:
+        raise StoreError(f"{output_url}: no published build here; nothing to prune")
+    staging = Staging(output_url, storage_options)
+    try:
+        with staging.lock():
+            removed = output.prune(keep)
+    except OSError as exc:
+        raise _storage_error(output_url, exc) from None
+    return removed, output.versions()
+
+
+def worker_log_path(output: str, staging: Staging) -> str:
+    """Where Dask's log records (worker tracebacks) go instead of stderr: beside the staging
+    folder on local disk, else a local temporary folder."""
+    if staging.local:
+        return os.path.join(staging.root, "logs", "dask.log")
+    name = os.path.basename(output.rstrip("/")) or "output"
+    return os.path.join(tempfile.gettempdir(), "gait-builder-logs", f"{name}.dask.log")
 
 
 def _storage_error(output: str, exc: OSError) -> StoreError:
@@ -139,6 +170,7 @@ def _build_locked(
     fingerprint = _fingerprint(trials, options.layout)
 
     output = versioned_output(options.output, options.storage_options)
+    output.claim()
     manifest = staging.read_manifest()
     published = output.published()
     if not options.fresh and _up_to_date(output, manifest, published, fingerprint):
@@ -147,6 +179,7 @@ def _build_locked(
         return _result(options.output, str(published), report, up_to_date=True)
 
     version, resuming = _start_version(output, staging, manifest, fingerprint, options.fresh)
+    staging.remove_leftovers(set(trials))
     manifest.update(
         output=options.output,
         in_progress=version,
@@ -163,8 +196,12 @@ def _build_locked(
 
     clock = time.perf_counter()
     timings: dict[str, float] = {}
-    with connect(options.cluster, options.workers, options.dashboard_address) as client:
+    log_file = worker_log_path(options.output, staging)
+    with connect(
+        options.cluster, options.workers, options.dashboard_address, log_file=log_file
+    ) as client:
         console.print(f"Dask dashboard: {client.dashboard_link}")
+        console.print(f"Dask's logs (worker errors): {log_file}", highlight=False, soft_wrap=True)
         timings["cluster_start"] = time.perf_counter() - clock
         outcomes = _process_trials(client, trials, staging, console, options)
         timings["processing"] = time.perf_counter() - clock - timings["cluster_start"]
@@ -174,8 +211,11 @@ def _build_locked(
         report = _report(
             catalog_path, catalog.sha256, version, fingerprint, trials, outcomes, unavailable, plan
         )
-        if plan.n_strides == 0:
+        refusal = _must_not_publish(output, published, report, options) if plan.n_strides else ""
+        if plan.n_strides == 0 or refusal:
             staging.write_manifest({**manifest, "state": "failed", "last_report": report})
+            if refusal:
+                raise StoreError(refusal)
             passing = [e for e in report["trials_left_out"] if e["retry"]]
             if passing and len(passing) == len(report["trials_left_out"]):
                 raise StoreError(
@@ -204,12 +244,44 @@ def _build_locked(
         finished=_now(),
     )
     staging.write_manifest(manifest)
-    output.prune(options.keep_versions)
     console.print(
         f"Published {options.output} -> version {version}: {plan.n_strides} strides from "
         f"{report['n_trials_built']} trials; {report['n_trials_left_out']} left out."
     )
     return _result(options.output, version, report, up_to_date=False)
+
+
+def _must_not_publish(
+    output: VersionedOutput, published: str | None, report: dict[str, Any], options: BuildOptions
+) -> str:
+    """Why this build must not become the current version ("" when it may): trials left out
+    for reasons that may pass, or fewer strides than the current version of the same
+    catalogue. ``allow_partial`` publishes anyway (the report keeps the reasons)."""
+    if options.allow_partial:
+        return ""
+    current = f"version {published} stays current" if published else "nothing was published"
+    passing = [e for e in report["trials_left_out"] if e["retry"]]
+    if passing:
+        first = passing[0]
+        return (
+            f"{options.output}: {len(passing)} trial(s) could not be processed or staged for "
+            f"reasons that may pass (first: {first['trial']}: {first['reason']}); {current}; "
+            "re-run to finish the job (--allow-partial publishes without them)"
+        )
+    if published is None:
+        return ""
+    previous = _read_report(output, published)
+    if (
+        previous.get("catalog_sha256") == report["catalog_sha256"]
+        and report["n_strides"] < previous["n_strides"]
+    ):
+        return (
+            f"{options.output}: this build has {report['n_strides']} strides, fewer than the "
+            f"{previous['n_strides']} of version {published}, built from the same catalogue; "
+            f"{current}; see the trials left out with `builder report` (--allow-partial "
+            "publishes it anyway)"
+        )
+    return ""
 
 
 def _up_to_date(
@@ -369,11 +441,15 @@ def _process_trials(
     }
 
     def on_error(key: str, exc: BaseException) -> None:
-        # The task itself never raises, so this is the worker process dying under it.
+        # The task catches every input error, so this is its worker dying under it, or its
+        # outcome that could not be staged (storage).
         outcomes[key] = TrialOutcome(
             key,
             ok=False,
-            reason=f"the Dask worker processing it died ({_what(exc)}); the next run retries it",
+            reason=(
+                f"its task failed ({_what(exc)}): the Dask worker died or the result could "
+                "not be staged; the next run retries it"
+            ),
             retry=True,
         )
 
@@ -396,9 +472,7 @@ def _write_store(
 ) -> None:
     url = output.version_url(version)
     group = _open_group(url, "w", output.storage_options)  # the template, once
-    create_template(
-        group, plan.n_strides, plan.n_rows, options.layout, chunk_key_separator(version)
-    )
+    create_template(group, plan.n_strides, plan.n_rows, options.layout, version)
     futures = {}
     for i, region in enumerate(stride_regions(plan, options.layout)):
         table = {name: column[region] for name, column in plan.table.items()}

@@ -14,6 +14,10 @@ plus the adapter's options) and ``metadata`` (dataset, licence, citation, fields
 ``{{ name }}`` is a template (``demo_root``, ``CATALOG_DIR``, ``env(VAR)``); ``{field}`` is a
 trial-table column parsed from each matching path. The YAML is read with a safe loader and
 every error names the file, the entry and the field.
+
+In a local raw tree, a symbolic link (to a file or a folder) is followed when its real target
+stays inside the source's root; one that leads out of it, nowhere or into a loop is not, and
+is reported with the source's unavailable parts (the build report's ``sources_unavailable``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +34,7 @@ from typing import Any, Literal
 
 import fsspec
 import yaml
+from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from builder.conventions import ACTIVITIES, POPULATIONS, EmgKind
@@ -142,7 +148,8 @@ class _CatalogFile(BaseModel):
 
 @dataclass(frozen=True)
 class UnavailableSource:
-    """A catalogue entry that produced no trials, and why (goes into the build report)."""
+    """A catalogue entry that produced no trials, or a part of one that could not be used (a
+    symbolic link not followed), and why (goes into the build report)."""
 
     source: str
     reason: str
@@ -248,9 +255,12 @@ def expand_trials(
     unavailable: list[UnavailableSource] = []
     for name, source in sorted(catalog.sources.items()):
         try:
-            trials.extend(_expand_source(name, source, dict(storage_options or {})))
+            specs, problems = _expand_source(name, source, dict(storage_options or {}))
         except _Unavailable as exc:
             unavailable.append(UnavailableSource(name, str(exc)))
+            continue
+        trials.extend(specs)
+        unavailable.extend(UnavailableSource(name, problem) for problem in problems)
     trials.sort(key=lambda t: (t.dataset, t.subject, t.url))
     return trials, unavailable
 
@@ -261,7 +271,8 @@ class _Unavailable(Exception):
 
 def _expand_source(
     name: str, source: CatalogSource, storage_options: dict[str, Any]
-) -> list[TrialSpec]:
+) -> tuple[list[TrialSpec], list[str]]:
+    """The source's trials, and what of it could not be used (links not followed; no files)."""
     entry = source.entry
     where = f"{source.path}: source {name!r}"
     try:
@@ -287,9 +298,9 @@ def _expand_source(
 
     urlpath = _render_templates(entry.args["urlpath"], source.variables, where)
     root = _declared_root(urlpath, entry.args.get("root"), source.variables, where)
-    matches = _match_files(urlpath, storage_options)
+    matches, links = _match_files(urlpath, storage_options, root)
     if not matches:
-        raise _Unavailable(f"no files match {urlpath!r}")
+        return [], [f"no files match {urlpath!r}", *links]
 
     meta = entry.metadata
     specs = []
@@ -330,7 +341,7 @@ def _expand_source(
                 root=root,
             )
         )
-    return specs
+    return specs, links
 
 
 def _declared_root(urlpath: str, declared: Any, variables: dict[str, str], where: str) -> str:
@@ -395,11 +406,17 @@ def _render_templates(text: str, variables: Mapping[str, str], where: str) -> st
 
 
 def _match_files(
-    urlpath: str, storage_options: dict[str, Any]
-) -> list[tuple[str, dict[str, str], str]]:
-    """Files matching ``urlpath`` as (url, parsed fields, file identity), sorted by url."""
+    urlpath: str, storage_options: dict[str, Any], root: str
+) -> tuple[list[tuple[str, dict[str, str], str]], list[str]]:
+    """Files matching ``urlpath`` as (url, parsed fields, file identity), sorted by url; and,
+    sorted by link, why each local symbolic link that could have led to a match was not
+    followed."""
     protocol, path = fsspec.core.split_protocol(urlpath)
-    fs = fsspec.filesystem(protocol or "file", **storage_options)
+    fs: fsspec.AbstractFileSystem
+    if protocol in (None, "file", "local"):
+        fs = _LinkFollowingFileSystem(root, **storage_options)
+    else:
+        fs = fsspec.filesystem(protocol, **storage_options)
     fs.invalidate_cache()  # list afresh: files may have arrived since this process last looked
     glob_pattern = _FIELD.sub("*", path)
     regex = re.compile(_pattern_regex(path) + r"\Z")
@@ -409,14 +426,92 @@ def _match_files(
         raise _Unavailable(f"cannot list {urlpath!r}: {exc}") from None
     matches = []
     for found_path, info in sorted(found.items()):
-        if info.get("type") == "directory":
+        if info.get("type") in ("directory", _REFUSED_LINK):
             continue
         m = regex.search(found_path)
         if m is None:
             continue
         url = found_path if protocol in (None, "file") else f"{protocol}://{found_path}"
         matches.append((url, m.groupdict(), _file_identity(info)))
-    return matches
+    # a refused link is worth a line only where the pattern could have gone through it
+    refused = getattr(fs, "refused", {})
+    could_match = _prefix_regexes(fs._strip_protocol(path)) if refused else []
+    links = [refused[k] for k in sorted(refused) if any(r.fullmatch(k) for r in could_match)]
+    return matches, links
+
+
+_REFUSED_LINK = "refused-link"  # the listing type of a symbolic link that is not followed
+
+
+class _LinkFollowingFileSystem(LocalFileSystem):
+    """The local filesystem, listed through symbolic links whose real target stays inside
+    ``root``; any other link is left out of listings and recorded in ``refused``.
+
+    fsspec lists a link to a folder as a non-folder and never descends into it: a linked
+    subject folder would vanish without a word. A link to a folder that contains it (or to
+    one of its own parents) is a loop and is refused, so a walk always ends.
+    """
+
+    cachable = False  # ``refused`` belongs to one expansion, never to a shared instance
+
+    def __init__(self, root: str, **storage_options: Any) -> None:
+        super().__init__(**storage_options)
+        self.root = root
+        self.refused: dict[str, str] = {}  # link path -> one line: link, target, why
+
+    def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
+        info: dict[str, Any] = super().info(path, **kwargs)
+        if not info.get("islink"):
+            return info
+        link = info["name"]
+        target = os.path.realpath(link)
+        why = self._why_not_followed(link, target)
+        if why is not None:
+            self.refused[link] = f"symbolic link {link} -> {target} not followed: {why}"
+            return {**info, "type": _REFUSED_LINK}
+        real = os.stat(target)  # the target's type, size and time: a changed file is seen
+        kind = (
+            "directory"
+            if stat.S_ISDIR(real.st_mode)
+            else "file"
+            if stat.S_ISREG(real.st_mode)
+            else "other"
+        )
+        return {**info, "type": kind, "size": real.st_size, "mtime": real.st_mtime}
+
+    def ls(self, path: Any, detail: bool = False, **kwargs: Any) -> list[Any]:
+        listing = [
+            entry
+            for entry in super().ls(path, detail=True, **kwargs)
+            if entry["type"] != _REFUSED_LINK
+        ]
+        return listing if detail else [entry["name"] for entry in listing]
+
+    def _why_not_followed(self, link: str, target: str) -> str | None:
+        if not os.path.exists(target):
+            return "its target cannot be reached (missing, or a loop of links)"
+        if not within_root(target, self.root):
+            return f"its target is outside the source's root {self.root}"
+        if os.path.isdir(target):
+            for parent in Path(link).parents:
+                real = os.path.realpath(parent)
+                if real == target or real.startswith(target.rstrip("/") + "/"):
+                    return "its target is a folder the link itself lies in (a loop)"
+        return None
+
+
+def _prefix_regexes(path: str) -> list[re.Pattern[str]]:
+    """Regexes (for ``fullmatch``) of the paths a match can lie under or be: one per leading
+    run of the pattern's segments; at a ``**``, anything below the segments before it."""
+    parts = path.split("/")
+    found = []
+    for k in range(1, len(parts) + 1):
+        if parts[k - 1] == "**":
+            head = _pattern_regex("/".join(parts[: k - 1]))
+            found.append(re.compile(head + r"(/.*)?"))
+            break
+        found.append(re.compile(_pattern_regex("/".join(parts[:k]))))
+    return found
 
 
 def _pattern_regex(path: str) -> str:

@@ -74,16 +74,44 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--fresh", action="store_true", help="ignore staged results; build a new version"
     )
+    run.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help=(
+            "publish even when trials were left out for reasons that may pass (storage, a dead "
+            "worker) or the new version has fewer strides than the current one from the same "
+            "catalogue (by default such a build fails and the current version stays)"
+        ),
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument(
         "--read-timeout",
         metavar="SECONDS",
         type=float,
         default=600.0,
-        help="leave out a trial whose reader takes longer (default: %(default)g)",
+        help=(
+            "a trial whose reader takes longer is retried once with 4x the limit, then left "
+            "out (default: %(default)g)"
+        ),
     )
     _add_storage_options(run)
     run.set_defaults(handler=_run)
+
+    prune = sub.add_parser(
+        "prune",
+        help="delete old versions of a store (the only way versions are removed)",
+        description=(
+            "Keep the published version and the newest KEEP-1 others of a store; delete the "
+            "rest. Readers of a deleted version's URL lose it; readers of the store's name "
+            "keep reading (its recent versions' chunks stay there)."
+        ),
+    )
+    prune.add_argument("url", metavar="URL", help="the store (its --output)")
+    prune.add_argument(
+        "--keep", metavar="N", type=_positive_int, required=True, help="versions to keep"
+    )
+    _add_storage_options(prune)
+    prune.set_defaults(handler=_prune)
 
     info = sub.add_parser(
         "info",
@@ -170,7 +198,11 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         ),
     )
     export.add_argument("run", metavar="RUN_DIR", help="folder written by `builder train`")
-    export.add_argument("--out", metavar="DIR", help="release folder (default: RUN_DIR/release)")
+    export.add_argument(
+        "--out",
+        metavar="DIR",
+        help="release folder: new, empty or an earlier export (default: RUN_DIR/release)",
+    )
     export.add_argument("--subject", help="hip-moment: whose mode models to ship (default: first)")
     export.add_argument("--no-engines", action="store_true", help="do not try TensorRT")
     export.set_defaults(handler=_export)
@@ -264,9 +296,22 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         variables=variables,
         read_timeout_s=args.read_timeout,
+        allow_partial=args.allow_partial,
         storage_options=storage_options(args.storage_options),
     )
     build(catalog, options)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from builder.build import prune
+
+    removed, kept = prune(args.url, args.keep, storage_options(args.storage_options))
+    Console(stderr=True).print(
+        f"{args.url}: removed {len(removed)} version(s) {', '.join(removed) or ''}; "
+        f"kept {', '.join(kept)}",
+        highlight=False,
+    )
     return 0
 
 
@@ -274,14 +319,16 @@ def _info(args: argparse.Namespace) -> int:
     from builder.store.reader import (
         last_build,
         open_group,
+        pin_version,
         read_report,
         stride_counts,
         stride_table,
     )
 
     so = storage_options(args.storage_options)
-    report = read_report(args.url, so)
-    counts = stride_counts(stride_table(args.url, so))
+    url = pin_version(args.url, so)  # every figure below from one version
+    report = read_report(url, so)
+    counts = stride_counts(stride_table(url, so))
     out = Console()
     if status := last_build(args.url, so):
         out.print(
@@ -307,11 +354,13 @@ def _info(args: argparse.Namespace) -> int:
             end_section=True,
         )
     out.print(table)
-    for dataset, source in sorted(open_group(args.url, so).attrs.get("datasets", {}).items()):
+    for dataset, source in sorted(open_group(url, so).attrs.get("datasets", {}).items()):
         out.print(
             f"[bold]{dataset}[/] ({source['licence']}): cite {source['citation']}", highlight=False
         )
 
+    if url != args.url:
+        out.print(f"This version, unchanged until pruned: {url}", highlight=False)
     out.print(
         f"Build report: {report['n_trials_built']} trials built, "
         f"{report['n_trials_left_out']} left out, "
@@ -348,11 +397,12 @@ def _info(args: argparse.Namespace) -> int:
 
 def _export_index(args: argparse.Namespace) -> int:
     from builder.store.index_hdf5 import write_stride_index
-    from builder.store.reader import open_group, stride_table
+    from builder.store.reader import open_group, pin_version, stride_table
 
     so = storage_options(args.storage_options)
-    group = open_group(args.url, so)
-    table = stride_table(args.url, so)
+    url = pin_version(args.url, so)
+    group = open_group(url, so)
+    table = stride_table(url, so)
     try:
         write_stride_index(
             args.to,
@@ -473,10 +523,25 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _engines(args: argparse.Namespace) -> int:
+    import warnings
+
+    from builder.training.releases import ReleaseWarning
+
+    caught: list[warnings.WarningMessage] = []
     try:
-        return _engines_verb(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ReleaseWarning)  # shown once each, below
+            return _engines_verb(args)
     except OSError as exc:
         raise BuilderError(f"{args.url}: storage error: {exc}") from None
+    finally:  # before any error: a skipped release can explain it
+        err = Console(stderr=True)
+        skipped = dict.fromkeys(str(w.message) for w in caught if w.category is ReleaseWarning)
+        for message in skipped:
+            err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        for w in caught:
+            if w.category is not ReleaseWarning:  # others as Python would show them
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _engines_verb(args: argparse.Namespace) -> int:
@@ -495,8 +560,10 @@ def _engines_verb(args: argparse.Namespace) -> int:
     else:
         table = Table("model", "version", "created", "store", "files", "state")
         for r in releases.list_releases(args.url, options):
+            if r.problem:  # skipped, with a warning
+                continue
             m = r.manifest or {}
-            store = m.get("store") or {}
+            store = m.get("store") if isinstance(m.get("store"), dict) else {}
             table.add_row(
                 r.model, r.version, str(m.get("created", "")),
                 f"{store.get('version', '')} {store.get('fingerprint', '')}".strip(),

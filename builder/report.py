@@ -35,7 +35,7 @@ import xarray as xr
 from builder.conventions import ACTIVITIES, MUSCLE_ABBREVIATIONS
 from builder.errors import BuilderError
 from builder.processing.quality import CHECK_DESCRIPTIONS, KINDS
-from builder.store.reader import open_store, read_report
+from builder.store.reader import open_store, pin_version, read_report
 
 # Signal variables, their masks and the non-stride dims of their components.
 _SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -470,6 +470,7 @@ def write_report(
     url: str, out_dir: str | Path, *, storage_options: dict[str, Any] | None = None
 ) -> Path:
     """Write the quality report of the store at ``url`` into ``out_dir``; return index.html."""
+    url = pin_version(url, storage_options)  # the report and the figures from one version
     report = read_report(url, storage_options)
     ds = open_store(url, storage_options)
     out = Path(out_dir)

@@ -17,6 +17,7 @@ same description and bytes for the same seed, so any input a test reports can be
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import faulthandler
 import os
@@ -28,7 +29,7 @@ import tempfile
 import time
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,46 @@ from builder.build import process_trial
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
 from builder.processing.strides import MAX_STRIDE_S, MIN_STRIDE_S
 from builder.records import StrideBatch, TrialSpec
+from builder.sources.isolated import STARTUP_TIMEOUT_S, read_time_limits
 from builder.store.staging import Staging, TrialOutcome, trial_key
 
 BASE_SEED = 20240611
 Seed = tuple[int, int, int]
+
+# Some mutated C3D headers make ezc3d allocate 12-17 GB and page it in for 10-50 s before it
+# fails. Uncapped, whether such an input ends "rejected" or "reader hang" depends on the load,
+# and two at once can exhaust the machine's memory (an OOM kill reads as retry=True). Under
+# this address-space cap the allocation fails at once: std::bad_alloc, "rejected", anywhere.
+MEMORY_CAP = 8 << 30
+
+
+@contextlib.contextmanager
+def memory_capped() -> Iterator[None]:
+    """This process, and the processes it starts meanwhile (Dask workers, their readers),
+    under an address-space limit of MEMORY_CAP (more if this process is already large)."""
+    if sys.platform != "linux":
+        yield
+        return
+    import resource  # POSIX only
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as status:
+        size = next(int(line.split()[1]) << 10 for line in status if line.startswith("VmSize:"))
+    cap = max(MEMORY_CAP, size + (4 << 30))  # room for this process's own allocations
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def watchdog_s(read_timeout_s: float) -> float:
+    """Seconds after which a process_trial call is stuck outside its reader: every read
+    attempt's limit and reader start-up, plus two minutes for the processing."""
+    limits = read_time_limits(read_timeout_s)
+    return sum(limits) + len(limits) * STARTUP_TIMEOUT_S + 120
 
 # --- where the format keeps what its parser trusts --------------------------------------------
 
@@ -487,40 +524,41 @@ def run_chunk(
     staging = Staging(str(private / "s.zarr"))
     results = []
     stamp = time.time_ns()
-    try:
-        for i in range(first, first + count):
-            seed = target.seed(i)
-            what, data = mutation(original, target.kind, seed)
-            result = Result(target.family, target.name, i, seed, what)
-            with open(progress, "w") as f:  # the parent names the input if this process dies
-                f.write(f"{target.name} file={target.file} input={i} seed={seed} [{what}]\n")
-            path.write_bytes(data)
-            stamp += 10_000_000  # a distinct mtime per input (caches keyed on (mtime, size))
-            os.utime(path, ns=(stamp, stamp))
-            trial = dataclasses.replace(spec, file_id=f"fuzz:{target.name}:{i}")
-            key = trial_key(trial)
-            # Processing after the reader is not under the read timeout: a watchdog names a hang.
-            faulthandler.dump_traceback_later(read_timeout_s + 120, exit=True)
-            clock = time.perf_counter()
-            try:
-                outcome = process_trial(trial, key, staging, read_timeout_s=read_timeout_s)
-            except BaseException:  # process_trial must never raise
-                result.kind = "raised"
-                result.problems.append("process_trial raised: " + traceback.format_exc())
+    with memory_capped():  # its reader children inherit the cap
+        try:
+            for i in range(first, first + count):
+                seed = target.seed(i)
+                what, data = mutation(original, target.kind, seed)
+                result = Result(target.family, target.name, i, seed, what)
+                with open(progress, "w") as f:  # the parent names the input if this process dies
+                    f.write(f"{target.name} file={target.file} input={i} seed={seed} [{what}]\n")
+                path.write_bytes(data)
+                stamp += 10_000_000  # a distinct mtime per input (caches keyed on (mtime, size))
+                os.utime(path, ns=(stamp, stamp))
+                trial = dataclasses.replace(spec, file_id=f"fuzz:{target.name}:{i}")
+                key = trial_key(trial)
+                # Processing after the reader is not under the read timeout: a watchdog names a hang.
+                faulthandler.dump_traceback_later(watchdog_s(read_timeout_s), exit=True)
+                clock = time.perf_counter()
+                try:
+                    outcome = process_trial(trial, key, staging, read_timeout_s=read_timeout_s)
+                except BaseException:  # process_trial must never raise
+                    result.kind = "raised"
+                    result.problems.append("process_trial raised: " + traceback.format_exc())
+                    results.append(result)
+                    continue
+                finally:
+                    faulthandler.cancel_dump_traceback_later()
+                    result.seconds = time.perf_counter() - clock
+                result.kind = classify(outcome)
+                result.reason, result.retry, result.n_strides = outcome.reason, outcome.retry, outcome.n_strides
+                result.problems += outcome_problems(outcome, staging, key)
                 results.append(result)
-                continue
-            finally:
-                faulthandler.cancel_dump_traceback_later()
-                result.seconds = time.perf_counter() - clock
-            result.kind = classify(outcome)
-            result.reason, result.retry, result.n_strides = outcome.reason, outcome.retry, outcome.n_strides
-            result.problems += outcome_problems(outcome, staging, key)
-            results.append(result)
-    finally:
-        path.write_bytes(original)
-        shutil.rmtree(private, ignore_errors=True)
-        with open(progress, "a") as f:
-            f.write("done\n")
+        finally:
+            path.write_bytes(original)
+            shutil.rmtree(private, ignore_errors=True)
+            with open(progress, "a") as f:
+                f.write("done\n")
     return results
 
 

@@ -87,12 +87,14 @@ def build_store(
     workers: int = 2,
     fresh: bool = False,
     layout: ChunkLayout = SMALL_LAYOUT,
+    allow_partial: bool = False,
 ) -> BuildResult:
     options = BuildOptions(
         output=str(output),
         workers=workers,
         fresh=fresh,
         layout=layout,
+        allow_partial=allow_partial,
         progress=False,
         dashboard_address=":0",  # any free port: tests may run beside a real dashboard
     )

@@ -185,3 +185,70 @@ def test_bundled_catalogues_are_valid() -> None:
     for name in ("demo", "datasets"):
         catalog = load_catalog(bundled_catalog(name), {"demo_root": "/nonexistent"})
         assert catalog.sources
+
+
+def link(path: Path, target: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+def test_links_that_stay_inside_the_root_are_followed(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    touch(raw, "S01/walk_v1.20_t01.c3d", "data/S03/up_v1.00_t02.c3d")
+    link(raw / "S02", "S01")  # a folder linked under another subject's name
+    link(raw / "S03", str(raw / "data" / "S03"))  # absolute, still inside the root
+    link(raw / "S01" / "walk_v1.20_t05.c3d", "walk_v1.20_t01.c3d")  # a file
+    trials, unavailable = expand_trials(load_catalog(write_catalog(tmp_path, {"lab": ENTRY})))
+    assert unavailable == []
+    assert [(t.subject, t.trial, Path(t.url).relative_to(raw).as_posix()) for t in trials] == [
+        ("S01", "t01", "S01/walk_v1.20_t01.c3d"),
+        ("S01", "t05", "S01/walk_v1.20_t05.c3d"),
+        ("S02", "t01", "S02/walk_v1.20_t01.c3d"),
+        ("S02", "t05", "S02/walk_v1.20_t05.c3d"),
+        ("S03", "t02", "S03/up_v1.00_t02.c3d"),
+    ]
+    by_trial = {(t.subject, t.trial): t for t in trials}
+    assert by_trial["S02", "t01"].file_id == by_trial["S01", "t01"].file_id  # the same file
+
+
+def test_links_out_of_the_root_nowhere_or_in_a_loop_are_reported(tmp_path: Path) -> None:
+    raw, outside = tmp_path / "raw", tmp_path / "outside"
+    touch(raw, "S01/walk_v1.20_t01.c3d")
+    touch(outside, "S09/walk_v1.00_t01.c3d")
+    link(raw / "S09", str(outside / "S09"))
+    link(raw / "S01" / "walk_v1.20_t07.c3d", str(outside / "S09" / "walk_v1.00_t01.c3d"))
+    link(raw / "S01" / "walk_v1.20_t08.c3d", "gone.c3d")
+    link(raw / "S04", ".")  # the root itself
+    link(raw / "S01" / "notes.txt", "/etc/hostname")  # matches nothing: not worth a line
+    trials, unavailable = expand_trials(load_catalog(write_catalog(tmp_path, {"lab": ENTRY})))
+    assert [(t.subject, t.trial) for t in trials] == [("S01", "t01")]
+    assert {u.source for u in unavailable} == {"lab"}
+    reasons = sorted(u.reason for u in unavailable)
+    assert len(reasons) == 4, reasons
+    expected = [
+        (raw / "S01" / "walk_v1.20_t07.c3d", outside / "S09" / "walk_v1.00_t01.c3d", "outside"),
+        (raw / "S01" / "walk_v1.20_t08.c3d", raw / "S01" / "gone.c3d", "cannot be reached"),
+        (raw / "S04", raw, "loop"),
+        (raw / "S09", outside / "S09", "outside"),
+    ]
+    for reason, (path, target, why) in zip(reasons, expected, strict=True):
+        assert reason.startswith(f"symbolic link {path} -> {target} not followed"), reason
+        assert why in reason and "\n" not in reason
+
+
+def test_a_loop_of_links_under_a_recursive_pattern_ends(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    touch(raw, "a/walk_v1.20_t01.c3d")
+    link(raw / "a" / "up", "..")  # back to the root
+    link(raw / "a" / "b", "../c")  # b -> c -> b: a loop of links that resolves nowhere
+    link(raw / "c", "a/b")
+    link(raw / "d", "a")  # a second way to the same folder: followed once, under its name
+    entry = yaml.safe_load(yaml.safe_dump(ENTRY))
+    entry["args"]["urlpath"] = "{{ CATALOG_DIR }}/raw/**/{activity}_v{speed_mps}_{trial}.c3d"
+    trials, unavailable = expand_trials(load_catalog(write_catalog(tmp_path, {"lab": entry})))
+    assert [Path(t.url).relative_to(raw).as_posix() for t in trials] == [
+        "a/walk_v1.20_t01.c3d",
+        "d/walk_v1.20_t01.c3d",
+    ]
+    reasons = " | ".join(sorted(u.reason for u in unavailable))
+    assert "loop" in reasons and "cannot be reached" in reasons

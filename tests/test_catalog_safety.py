@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_a_pattern_outside_its_declared_root_is_a_catalogue_error(tmp_path: Path
         expand_trials(catalog)
 
 
-def test_a_trial_linked_in_from_outside_the_root_is_left_out_with_its_reason(
+def test_links_are_followed_inside_the_root_and_reported_out_of_it(
     demo_root: Path, tmp_path: Path
 ) -> None:
     raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01",))
@@ -92,11 +93,22 @@ def test_a_trial_linked_in_from_outside_the_root_is_left_out_with_its_reason(
     outside.mkdir()
     (outside / "walk.c3d").write_bytes((raw / "S01" / "walk_v0.80_i+0_t01.c3d").read_bytes())
     os.symlink(outside / "walk.c3d", raw / "S01" / "walk_v0.80_i+0_t09.c3d")
+    # a subject folder kept elsewhere in the tree, linked in under its name: built
+    (raw / "more" / "S05").mkdir(parents=True)
+    shutil.copyfile(
+        raw / "S01" / "walk_v0.80_i+0_t01.c3d", raw / "more" / "S05" / "walk_v0.80_i+0_t01.c3d"
+    )
+    os.symlink("more/S05", raw / "S05")
 
     result = build_store(demo_catalog(tmp_path, raw), tmp_path / "gait.zarr")
-    (left,) = [e for e in result.report["trials_left_out"] if "t09" in e["trial"]]
-    assert "outside the source's declared root" in left["reason"] and not left["retry"]
-    assert result.n_trials_built == 10  # the 10 trials of S01 that are really in the tree
+    assert not [e for e in result.report["trials_left_out"] if "t09" in e["trial"]]
+    (gone,) = result.report["sources_unavailable"]  # the link out of the tree, by name
+    link = raw / "S01" / "walk_v0.80_i+0_t09.c3d"
+    assert gone["reason"].startswith(f"symbolic link {link} -> {outside / 'walk.c3d'} not followed")
+    assert "outside the source's root" in gone["reason"]
+    built = {e["url"] for e in result.report["trials_built"]}
+    assert str(raw / "S05" / "walk_v0.80_i+0_t01.c3d") in built
+    assert result.n_trials_built == 11  # the 10 trials of S01 and the one linked in as S05
 
 
 # --- no pickle, no eval ------------------------------------------------------------------------

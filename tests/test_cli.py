@@ -15,7 +15,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         cwd=cwd,
-        timeout=120,
+        timeout=900,  # against a hang only
     )
 
 

@@ -12,11 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import xarray as xr
 from dask.distributed import Client
 
+from builder.catalog import expand_trials, load_catalog
 from builder.store.reader import read_report
+from builder.store.staging import trial_key
 
 from helpers import assert_same_arrays, build_store, copy_demo_subset, demo_catalog
 
@@ -40,12 +43,7 @@ def dask_processes(folder: Path, *, nanny: bool, log: Path | None = None) -> Ite
             )
         ]  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists():
-            assert time.monotonic() < deadline, "the scheduler did not start"
-            time.sleep(0.1)
-        time.sleep(0.2)  # the file is written in one go, but give the JSON a moment
-        address = json.loads(scheduler_file.read_text())["address"]
+        address = scheduler_address_from(scheduler_file)
         for _ in range(2):
             processes.append(
                 subprocess.Popen(
@@ -65,6 +63,17 @@ def dask_processes(folder: Path, *, nanny: bool, log: Path | None = None) -> Ite
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def scheduler_address_from(scheduler_file: Path) -> str:
+    """The address in the scheduler's file, once it is there and whole (the deadline only
+    guards against a scheduler that never starts)."""
+    deadline = time.monotonic() + 120
+    while True:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return str(json.loads(scheduler_file.read_text())["address"])
+        assert time.monotonic() < deadline, "the scheduler did not start"
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -108,53 +117,73 @@ def test_a_worker_killed_mid_build_changes_nothing(
     nanny_cluster: tuple[str, Path], demo_root: Path, tmp_path: Path
 ) -> None:
     """SIGKILL of one worker process while it runs a trial: its tasks run again elsewhere,
-    the build finishes with every trial, and the store equals a clean local build."""
+    the build finishes with every trial, and the store equals a clean local build.
+
+    The victim is held on its trial, whatever the machine's speed: the trial's file is a FIFO
+    at first (its reader blocks in open until we act), and the real file by the time the trial
+    runs again."""
     address, scheduler_log = nanny_cluster
     raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01", "S03"))
     catalog = demo_catalog(tmp_path, raw)
+    held = raw / "S03" / "rampup_v1.00_i+6_t01.c3d"
+    content = held.read_bytes()
+    held.unlink()
+    os.mkfifo(held)
+    specs, _ = expand_trials(load_catalog(catalog))
+    held_task = "trial-" + trial_key(next(s for s in specs if s.url == str(held)))
     output = tmp_path / "remote.zarr"
     build = subprocess.Popen(
         [sys.executable, "-m", "builder", "run", "--catalog", str(catalog),
          "--output", str(output), "--cluster", address, "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    orphans: list[psutil.Process] = []
     try:
         with Client(address, timeout=60) as client:
-            deadline = time.monotonic() + 120
-            while len(staged_outcomes(output)) < 2:  # trials are being processed
+            deadline = time.monotonic() + 300  # only against a build that never gets there
+            while True:
                 assert build.poll() is None, build.communicate()[0]
-                assert time.monotonic() < deadline, "the build made no progress"
-                time.sleep(0.02)
+                running = client.run(
+                    lambda dask_worker: [str(ts.key) for ts in dask_worker.state.executing]
+                )
+                holding = [worker for worker, keys in running.items() if held_task in keys]
+                if holding:
+                    break
+                assert time.monotonic() < deadline, "the build never ran the held trial"
+                time.sleep(0.05)
+            (victim,) = holding
             pids = client.run(os.getpid)  # worker processes, not their nannies
-            running = client.run(
-                lambda dask_worker: [str(ts.key) for ts in dask_worker.state.executing]
-            )
-            victim = max(running, key=lambda worker: len(running[worker]))
-            assert any(k.startswith("trial-") for k in running[victim]), running
+            # Its reader child, blocked on the FIFO, outlives it: ours to stop in the end.
+            orphans = psutil.Process(pids[victim]).children()
+            copy = tmp_path / "held.c3d"
+            copy.write_bytes(content)
+            os.replace(copy, held)  # its next run reads the file; this one stays blocked
             os.kill(pids[victim], signal.SIGKILL)
             staged_at_kill = staged_outcomes(output)
-            log, _ = build.communicate(timeout=300)
+            log, _ = build.communicate(timeout=600)
             removed = [
                 event
                 for _, event in client.get_events(victim)
                 if isinstance(event, dict) and event.get("action") == "remove-worker"
             ]
-            client.wait_for_workers(2, timeout=60)  # the nanny started a fresh worker
+            client.wait_for_workers(2, timeout=120)  # the nanny started a fresh worker
             assert victim not in client.nthreads()
     finally:
         if build.poll() is None:
             build.kill()
             build.wait()
+        for orphan in orphans:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                orphan.kill()
     assert build.returncode == 0, log
 
-    # The scheduler saw the worker die with trials on it, and they ran again elsewhere.
+    # The scheduler saw the worker die with the trial on it, and it ran again elsewhere.
     assert f"Remove worker addr: {victim}" in scheduler_log.read_text()
     (event,) = removed
     assert event["expected"] is False
     lost = {k.removeprefix("trial-") for k in event["processing-tasks"] if k.startswith("trial-")}
-    assert lost - staged_at_kill, "the killed worker was running an unfinished trial"
+    assert held_task.removeprefix("trial-") in lost - staged_at_kill
     assert lost <= staged_outcomes(output)
-    print("DEBUG victim", victim, "running", running, "lost", lost, "staged_at_kill", len(staged_at_kill))
 
     report = read_report(str(output))
     assert report["n_trials_left_out"] == 0 and report["n_trials_built"] == 20, log

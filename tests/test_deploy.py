@@ -380,3 +380,252 @@ def test_deploy_readme_explains_every_file() -> None:
     for path in sorted(DEPLOY.rglob("*")):
         if path.is_file() and path.name != "README.md":
             assert path.relative_to(DEPLOY).as_posix() in readme, path
+
+
+# --- export folders and releases (issue 10: storage that never deletes what it does not own) --
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gait-phase run with untrained weights: enough for ``export`` (no store, no training)."""
+    torch = pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (extra: train)")
+    from builder.training.nets import FeatureMLP, mlp
+
+    run = tmp_path_factory.mktemp("run")
+    n = 20
+    net = FeatureMLP([0.0] * n, [1.0] * n, mlp([n, 8, 8, 4]))
+    config = {"hidden": 8, "features": n, "phases": ["a", "b", "c", "d"]}
+    weights = {"classifier": net.state_dict()}
+    torch.save({"model": "gait-phase", "config": config, "weights": weights}, run / "checkpoint.pt")
+    (run / "metrics.json").write_text("{}\n")
+    return run
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (links not followed) and its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def test_export_claims_a_new_or_empty_folder(quick_run: Path, tmp_path: Path) -> None:
+    from builder.store.ownership import MARKER
+    from builder.training.export import export
+
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new" / "release", tmp_path / "empty"):
+        export(quick_run, out, engines=False)
+        assert sorted(p.name for p in out.iterdir()) == [
+            MARKER, "manifest.json", "metrics.json", "model.onnx"
+        ]  # fmt: skip
+        assert json.loads((out / MARKER).read_text())["kind"] == "release"
+
+
+def test_export_replaces_its_own_release_and_only_its_files(
+    quick_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from builder.errors import TrainingError
+    from builder.store.ownership import MARKER, NotOwnedError
+    from builder.training import export as export_module
+
+    out = tmp_path / "release"
+    export_module.export(quick_run, out, engines=False)
+    (out / "model.fp16.engine").write_bytes(b"an engine of the previous release")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["tensorrt"]["built"] = [{"precision": "fp16", "file": "model.fp16.engine"}]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    export_module.export(quick_run, out, engines=False)  # the previous release's engine goes
+    assert sorted(p.name for p in out.iterdir()) == [
+        MARKER, "manifest.json", "metrics.json", "model.onnx"
+    ]  # fmt: skip
+
+    # a failed export leaves the previous release as it was
+    before = tree(out)
+    failing = {"max_abs_diff": 1.0, "batch_sizes": [1], "tolerance": 1e-4}
+    monkeypatch.setattr(export_module, "check_parity", lambda *a, **k: failing)
+    with pytest.raises(TrainingError, match="onnxruntime differs from PyTorch"):
+        export_module.export(quick_run, out, engines=False)
+    assert tree(out) == before
+    monkeypatch.undo()
+
+    # a file the builder did not write there: refused, nothing changed
+    (out / "notes.txt").write_text("mine")
+    before = tree(out)
+    with pytest.raises(NotOwnedError, match=r"release: holds files .*notes\.txt") as info:
+        export_module.export(quick_run, out, engines=False)
+    assert "\n" not in str(info.value) and tree(out) == before
+
+
+def test_export_refuses_a_folder_it_did_not_create_or_a_link(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    from builder.store.ownership import NotOwnedError, claim_local
+    from builder.training.export import export
+
+    theirs = tmp_path / "theirs"
+    (theirs / "chapter").mkdir(parents=True)
+    (theirs / "thesis.tex").write_text("years of work")
+    (theirs / "chapter" / "one.tex").write_text("more")
+    before = tree(theirs)
+    with pytest.raises(NotOwnedError, match=r"theirs: holds data the builder did not create"):
+        export(quick_run, theirs, engines=False)
+    assert tree(theirs) == before
+
+    link = tmp_path / "link"
+    link.symlink_to(theirs)
+    with pytest.raises(NotOwnedError, match=r"link: is a symbolic link"):
+        export(quick_run, link, engines=False)
+    assert tree(theirs) == before and link.is_symlink()
+
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(NotOwnedError, match=r"file: exists and is a file"):
+        export(quick_run, tmp_path / "file", engines=False)
+
+    store = tmp_path / "gait.zarr"  # the builder's, but not a release
+    claim_local(store, "store")
+    (store / "zarr.json").write_text("{}")
+    with pytest.raises(NotOwnedError, match=r"gait\.zarr: is not a release folder"):
+        export(quick_run, store, engines=False)
+    assert sorted(tree(store)) == [".gait-builder", "zarr.json"]
+
+
+def test_cli_export_refuses_a_foreign_folder_in_one_line(
+    quick_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from builder.cli import main
+
+    (tmp_path / "data.csv").write_text("1,2\n")
+    assert main(["export", str(quick_run), "--out", str(tmp_path), "--no-engines"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds data the builder did not create" in err
+    assert (tmp_path / "data.csv").read_text() == "1,2\n"
+
+
+def test_an_exported_folder_pushes_and_pulls_without_its_marker(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    from builder.store.ownership import MARKER
+    from builder.training import releases
+    from builder.training.export import export
+
+    folder = export(quick_run, tmp_path / "release", engines=False).folder
+    assert (folder / MARKER).exists()
+    url = str(tmp_path / "bucket")
+    pushed = releases.push(folder, url)
+    assert pushed.manifest is not None
+    assert set(pushed.manifest["files"]) == {"model.onnx", "metrics.json"}
+    assert not (tmp_path / "bucket" / "gait-phase" / "v1" / MARKER).exists()
+    pulled = releases.pull(url, "gait-phase", tmp_path / "got")
+    assert (pulled / "model.onnx").read_bytes() == (folder / "model.onnx").read_bytes()
+    assert releases.pull(url, "gait-phase", tmp_path / "got") == pulled  # its own: replaced
+
+
+def test_pull_never_replaces_a_folder_it_did_not_pull(quick_run: Path, tmp_path: Path) -> None:
+    from builder.errors import BuilderError
+    from builder.training import releases
+    from builder.training.export import export
+
+    url = str(tmp_path / "bucket")
+    releases.push(export(quick_run, tmp_path / "release", engines=False).folder, url)
+    theirs = tmp_path / "got" / "gait-phase-v1"
+    theirs.mkdir(parents=True)
+    (theirs / "tuned.onnx").write_bytes(b"a model someone tuned by hand")
+    with pytest.raises(BuilderError, match="was not pulled by the builder"):
+        releases.pull(url, "gait-phase", tmp_path / "got")
+    assert os.listdir(theirs) == ["tuned.onnx"]
+    assert os.listdir(tmp_path / "got") == ["gait-phase-v1"]  # no scratch left either
+
+
+def small_release(folder: Path, model: str = "hip-moment") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx bytes")
+    (folder / "manifest.json").write_text(json.dumps({"model": model, "files": {}}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "problem"),
+    [
+        (b"{not json", r"manifest is not JSON"),
+        (b'{"files": {}}', r"not a release manifest \(no model\)"),
+        (
+            b'{"model": "hip-moment", "files": ["model.onnx"]}',
+            r"not a release manifest \(files is not a mapping\)",
+        ),
+    ],
+)
+def test_a_corrupt_release_is_skipped_with_a_warning(
+    tmp_path: Path, corrupt: bytes, problem: str
+) -> None:
+    pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
+    from builder.errors import TrainingError
+    from builder.training import releases
+
+    url = str(tmp_path / "bucket")
+    folder = small_release(tmp_path / "release")
+    releases.push(folder, url)
+    releases.push(small_release(tmp_path / "other", "gait-phase"), url)
+    releases.push(folder, url)
+    bad = tmp_path / "bucket" / "hip-moment" / "v2" / "manifest.json"
+    bad.write_bytes(corrupt)
+
+    with pytest.warns(releases.ReleaseWarning, match=rf"v2/manifest\.json: {problem}"):
+        listed = releases.list_releases(url)
+    assert [(r.model, r.version) for r in listed if r.manifest] == [
+        ("gait-phase", "v1"), ("hip-moment", "v1")
+    ]  # fmt: skip
+    with pytest.warns(releases.ReleaseWarning, match=r"v2/manifest\.json"):
+        pulled = releases.pull(url, "hip-moment", tmp_path / "got")
+    assert pulled.name == "hip-moment-v1"
+    assert releases.pull(url, "gait-phase", tmp_path / "got").name == "gait-phase-v1"
+    with pytest.raises(TrainingError, match=rf"v2/manifest\.json: {problem}") as info:
+        releases.pull(url, "hip-moment", tmp_path / "got", version="v2")
+    assert "\n" not in str(info.value)
+    # the corrupt version keeps its number: the next push is v3, v2 is never overwritten
+    assert releases.push(folder, url).version == "v3" and bad.read_bytes() == corrupt
+
+
+@pytest.mark.parametrize("field", ["bytes", "sha256"])
+def test_a_files_entry_without_size_or_sum_is_a_one_line_error(tmp_path: Path, field: str) -> None:
+    pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
+    from builder.errors import TrainingError
+    from builder.training import releases
+
+    url = str(tmp_path / "bucket")
+    releases.push(small_release(tmp_path / "release"), url)
+    path = tmp_path / "bucket" / "hip-moment" / "v1" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["files"]["model.onnx"][field]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(
+        TrainingError, match=rf"v1/manifest\.json: files entry 'model\.onnx' .*{field}"
+    ):
+        releases.pull(url, "hip-moment", tmp_path / "got", version="v1")
+    assert not (tmp_path / "got").exists() or not list((tmp_path / "got").iterdir())
+
+
+def test_cli_engines_warns_once_about_a_corrupt_release(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
+    from builder.cli import main
+    from builder.training import releases
+
+    url = str(tmp_path / "bucket")
+    folder = small_release(tmp_path / "release")
+    releases.push(folder, url)
+    releases.push(folder, url)
+    (tmp_path / "bucket" / "hip-moment" / "v2" / "manifest.json").write_text("{oops")
+    for argv in (["list", url], ["pull", url, "hip-moment", "--to", str(tmp_path / "got")]):
+        assert main(["engines", *argv]) == 0
+        captured = capsys.readouterr()
+        (line,) = captured.err.splitlines()
+        assert "warning:" in line and "v2/manifest.json: manifest is not JSON" in line
+    assert (tmp_path / "got" / "hip-moment-v1" / "model.onnx").exists()
+    exact = ["engines", "pull", url, "hip-moment", "--version", "v2", "--to", str(tmp_path / "x")]
+    assert main(exact) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error:") and "v2/manifest.json: manifest is not JSON" in line

@@ -43,8 +43,8 @@ def executed(store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str
     client = NotebookClient(
         nb,
         kernel_name="python3",
-        timeout=180,
-        startup_timeout=120,
+        timeout=900,  # per cell, against a hang only
+        startup_timeout=600,
         resources={"metadata": {"path": str(workdir)}},
     )
     client.execute(env=env)  # raises CellExecutionError on the first failing cell

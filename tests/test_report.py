@@ -318,7 +318,7 @@ def test_report_from_the_command_line(store: Path, tmp_path: Path) -> None:
         [sys.executable, "-m", "builder", "report", str(store), "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # against a hang only
     )
     assert done.returncode == 0, done.stderr
     assert (out / "index.html").is_file() and "Wrote" in done.stderr
@@ -331,7 +331,7 @@ def test_report_from_the_command_line(store: Path, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=120,
+        timeout=900,
     )
     assert missing.returncode == 1
     lines = [line for line in missing.stderr.splitlines() if line.strip()]

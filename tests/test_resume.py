@@ -45,7 +45,7 @@ def test_killed_build_resumes_without_redoing_finished_trials(
     args = ("--catalog", str(catalog), "--output", str(output), "--workers", "1")
 
     victim = run_cli(*args)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # a guard against a hang, not a timing assertion
     while sum(name.endswith(".json") for name in outcome_files(output)) < 4:
         assert victim.poll() is None, victim.stdout.read() if victim.stdout else ""
         assert time.monotonic() < deadline, "the build made no progress"

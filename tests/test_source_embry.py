@@ -5,7 +5,6 @@ simulation, the foundation's bugs not repeated, and every assumption check."""
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,11 +77,9 @@ def _read(root: Path):
 # --- the miniature ---------------------------------------------------------------------------
 
 
-def test_miniature_is_deterministic_small_and_fast(generated, tmp_path: Path) -> None:
+def test_miniature_is_deterministic_and_small(generated, tmp_path: Path) -> None:
     root, _ = generated
-    clock = time.perf_counter()
     gen.write(tmp_path)
-    assert time.perf_counter() - clock < 2.0
     first = (root / SOURCE / gen.FILE_NAME).read_bytes()
     again = (tmp_path / gen.FILE_NAME).read_bytes()
     assert hashlib.sha256(first).digest() == hashlib.sha256(again).digest()

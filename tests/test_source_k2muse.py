@@ -4,7 +4,6 @@ signs and units, conditions and cohorts, and every assumption check."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +93,10 @@ def o1(tree: dict, group: str = "OriginalData") -> dict:
 # --- the miniature ---------------------------------------------------------------------------
 
 
-def test_miniature_is_deterministic_small_and_quick(
+def test_miniature_is_deterministic_and_small(
     generated: tuple[Path, dict], tmp_path: Path
 ) -> None:
-    clock = time.process_time()  # CPU time: other processes' load does not count
     facts = mini.write(tmp_path / "a")
-    elapsed = time.process_time() - clock
     earlier = generated[0] / SOURCE  # the module's copy, written before: same bytes
     files = sorted(
         p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*.mat")
@@ -110,7 +107,6 @@ def test_miniature_is_deterministic_small_and_quick(
         assert a == b, name
         assert a[512:516] == b"\x89HDF"  # MAT v7.3
     assert sum((tmp_path / "a" / n).stat().st_size for n in files) < 5e6
-    assert elapsed < 2.0
     assert facts["strides"] == {"L": 8, "R": 9}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,20 +69,17 @@ def read(spec: TrialSpec):
     return get_adapter("lencioni").read_trial(spec, FileAccess())
 
 
-def test_generator_is_registered_deterministic_small_and_fast(tmp_path: Path) -> None:
+def test_generator_is_registered_deterministic_and_small(tmp_path: Path) -> None:
     assert MINIATURES[SOURCE] is generator.write
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    start = time.perf_counter()
     generator.write(tmp_path / "a")
-    elapsed = time.perf_counter() - start
     generator.write(tmp_path / "b")
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == ["S01.mat", "S02.mat", "S03.mat"]
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert sum(p.stat().st_size for p in (tmp_path / "a").iterdir()) < 5e6
-    assert elapsed < 2.0
 
 
 def test_one_stride_per_entry_on_the_recorded_side(miniature, built) -> None:

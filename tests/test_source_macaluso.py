@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,11 +99,9 @@ def _all(content: dict[str, Any], modality: str, change: Callable[[np.ndarray], 
 # --- the miniature ---------------------------------------------------------------------------
 
 
-def test_miniature_is_deterministic_small_and_fast(generated, tmp_path: Path) -> None:
+def test_miniature_is_deterministic_and_small(generated, tmp_path: Path) -> None:
     root, facts = generated
-    clock = time.perf_counter()
     gen.write(tmp_path)
-    assert time.perf_counter() - clock < 2.0
     total = 0
     for name in facts["files"].values():
         first = (root / SOURCE / name).read_bytes()

@@ -137,12 +137,12 @@ def test_cli_train_and_export(demo_store, tmp_path) -> None:
     log = subprocess.run(
         [*cli, "train", "gait-phase", "--store", str(demo_store[0]), "--epochs", "1",
          "--out", str(run), "--no-progress", "--dataset", "demo", "--dataset", "Angelidou"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert log.returncode == 0, log.stderr[-2000:]
     assert "gait-phase: accuracy" in log.stdout
     assert metrics(run)["settings"]["query"] == {"datasets": ["demo", "Angelidou"]}
-    log = subprocess.run([*cli, "export", str(run)], capture_output=True, text=True, timeout=300)
+    log = subprocess.run([*cli, "export", str(run)], capture_output=True, text=True, timeout=900)
     assert log.returncode == 0, log.stderr[-2000:]
     assert "onnxruntime vs PyTorch max abs difference" in log.stdout
     if tensorrt.unavailable():

@@ -73,7 +73,7 @@ def test_train_from_the_bucket_then_release_through_it(bucket, tmp_path) -> None
     run = tmp_path / "run"
 
     def builder(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300)
+        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=900)
 
     log = builder("train", "gait-phase", "--store", "s3://train-stores/gait.zarr", "--epochs", "1",
                   "--dataset", "demo", "--dataset", "Angelidou", "--loader-workers", "2",

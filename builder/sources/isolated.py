@@ -4,9 +4,18 @@ Native parsers do not all fail politely: on corrupted C3D files ezc3d segfaults 
 forever (seen while fuzzing). Each build worker therefore reads trials through one persistent
 child process (``python -m builder.sources.isolated``) that it talks to over two private pipes
 (length-prefixed pickles between our own processes; never input data). When the child dies,
-the trial is reported and a fresh child serves the next one; when it takes longer than the
-timeout, it is killed and the trial is reported. A ``subprocess`` rather than
+the trial is reported and a fresh child serves the next one. A ``subprocess`` rather than
 ``multiprocessing``: Dask worker processes are daemonic and may not fork managed children.
+
+Timeouts escalate, so that a busy machine never takes a good file out of a build: a read that
+takes longer than the timeout ``T`` is stopped (the child killed) and tried again in a fresh
+child with ``4 T`` (``RETRY_FACTORS``); only when that attempt overruns too is the trial
+reported, as a file that hangs its parser (a ``SourceError``: permanent, since the next run
+would hang the same way). Only a trial that times out is read again, and the clock runs from
+the moment the child has started (imported the adapters) and received the trial, so neither a
+fresh child's start-up nor a previous attempt counts against a trial's limit. A child that does
+not start within ``STARTUP_TIMEOUT_S`` (or ``T``, if longer), or dies before it has, is an
+``OSError``: the machine's fault, not the file's.
 """
 
 from __future__ import annotations
@@ -28,7 +37,20 @@ from builder.errors import SourceError
 from builder.records import TrialRecording, TrialSpec
 
 DEFAULT_TIMEOUT_S = 600.0
+# A read that overruns its limit is tried again in a fresh child with these multiples of the
+# timeout: a good file on a busy machine gets through, a file that hangs its parser does not.
+RETRY_FACTORS: tuple[float, ...] = (4.0,)
+# A fresh child imports numpy, scipy, ezc3d, h5py…: seconds on a loaded machine, never the file's.
+STARTUP_TIMEOUT_S = 120.0
 _HEADER = struct.Struct("<Q")
+# How the child is run (after the interpreter): tests run a script that adds test adapters.
+_CHILD: tuple[str, ...] = ("-m", "builder.sources.isolated")
+
+
+def read_time_limits(timeout_s: float) -> tuple[float, ...]:
+    """The limits, in seconds, of a trial's successive read attempts for ``timeout_s``; their
+    sum bounds the reading time of a file that hangs its parser (after start-up)."""
+    return (timeout_s, *(timeout_s * factor for factor in RETRY_FACTORS))
 
 
 def read_trial_isolated(
@@ -36,34 +58,27 @@ def read_trial_isolated(
 ) -> list[TrialRecording]:
     """``get_adapter(spec.adapter).read_trial(spec, …)``, run in this process's reader child.
 
-    Raises SourceError when the file crashes or hangs the reader (and for the adapter's own
-    SourceErrors), OSError for failures that may pass (I/O, the reader killed from outside,
-    e.g. out of memory), RuntimeError for anything else the adapter raised.
+    Raises SourceError when the file crashes the reader or hangs it through every attempt (see
+    the module docstring), and for the adapter's own SourceErrors; OSError for failures that
+    may pass (I/O, the reader killed from outside, e.g. out of memory, or not starting);
+    RuntimeError for anything else the adapter raised.
     """
+    limits = read_time_limits(timeout_s)
     with _LOCK:
-        global _READER
-        if _READER is None or not _READER.alive():
-            _READER = _Reader()
-        reader = _READER
-        try:
-            kind, payload = reader.call(spec, timeout_s)
-        except _ReaderDied as died:
-            reader.close()
-            _READER = None
-            if died.returncode == -signal.SIGKILL:
-                raise OSError(f"the {spec.adapter} reader was killed (out of memory?)") from None
+        for limit in limits:
+            try:
+                kind, payload = _call(spec, limit)
+                break
+            except TimeoutError:
+                continue  # _call killed the child: the next attempt starts a fresh one
+        else:
+            first, *retried = (f"{limit:g} s" for limit in limits)
+            again = f" and, retried, longer than {', then '.join(retried)}" if retried else ""
             raise SourceError(
                 spec.url,
-                f"the {spec.adapter} reader crashed on this file ({died}): malformed file?",
-            ) from None
-        except TimeoutError:
-            reader.kill()
-            _READER = None
-            raise SourceError(
-                spec.url,
-                f"reading took longer than {timeout_s:g} s and was stopped (the {spec.adapter} "
-                "reader hung: malformed file?)",
-            ) from None
+                f"reading took longer than {first}{again}; stopped (the {spec.adapter} reader "
+                "hangs on this file?)",
+            )
     if kind == "ok":
         return payload
     if kind == "source_error":
@@ -71,6 +86,47 @@ def read_trial_isolated(
     if kind == "transient":
         raise OSError(payload)
     raise RuntimeError(payload)
+
+
+def _call(spec: TrialSpec, timeout_s: float) -> tuple[str, Any]:
+    """One attempt in this process's child (started if needed); TimeoutError when the read
+    overran ``timeout_s``, the child then killed. Called under ``_LOCK``."""
+    global _READER
+    if _READER is None or not _READER.alive():
+        _READER = _Reader()
+    reader = _READER
+    try:
+        return reader.call(spec, timeout_s)
+    except _ReaderDied as died:
+        reader.close()
+        _READER = None
+        if not reader.ready:  # it died before it read the trial
+            raise OSError(f"the {spec.adapter} reader process failed to start ({died})") from None
+        if died.returncode == -signal.SIGKILL:
+            raise OSError(f"the {spec.adapter} reader was killed (out of memory?)") from None
+        raise SourceError(
+            spec.url,
+            f"the {spec.adapter} reader crashed on this file ({died}): malformed file?",
+        ) from None
+    except _StartupTimeout as slow:
+        reader.kill()
+        _READER = None
+        raise OSError(
+            f"the {spec.adapter} reader process did not start within {slow.limit_s:g} s "
+            "(machine overloaded?)"
+        ) from None
+    except TimeoutError:
+        reader.kill()
+        _READER = None
+        raise
+
+
+class _StartupTimeout(Exception):
+    """The child did not get ready in time: the machine's fault, not the file's."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        super().__init__(f"not ready within {limit_s:g} s")
 
 
 class _ReaderDied(Exception):
@@ -90,13 +146,7 @@ class _Reader:
         request_read, self._request = os.pipe()
         self._result, result_write = os.pipe()
         self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "builder.sources.isolated",
-                str(request_read),
-                str(result_write),
-            ],
+            [sys.executable, *_CHILD, str(request_read), str(result_write)],
             pass_fds=(request_read, result_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # libraries may print; the channel is the pipe
@@ -104,6 +154,7 @@ class _Reader:
         )
         os.close(request_read)
         os.close(result_write)
+        self.ready = False  # until the child says it has imported the adapters
 
     def alive(self) -> bool:
         return self._process.poll() is None
@@ -111,11 +162,21 @@ class _Reader:
     def call(self, spec: TrialSpec, timeout_s: float) -> tuple[str, Any]:
         try:
             _write(self._request, pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
-            deadline = time.monotonic() + timeout_s
-            (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline))
-            return pickle.loads(self._read(size, deadline))
+            if not self.ready:  # the child's imports are not the trial's time
+                startup_s = max(STARTUP_TIMEOUT_S, timeout_s)
+                try:
+                    self._receive(time.monotonic() + startup_s)  # ("ready", None)
+                except TimeoutError:
+                    raise _StartupTimeout(startup_s) from None
+                self.ready = True
+            return self._receive(time.monotonic() + timeout_s)
         except (BrokenPipeError, EOFError):
             raise _ReaderDied(self._process.wait()) from None
+
+    def _receive(self, deadline: float) -> tuple[str, Any]:
+        (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline))
+        result: tuple[str, Any] = pickle.loads(self._read(size, deadline))
+        return result
 
     def _read(self, n: int, deadline: float) -> bytes:
         chunks, remaining = [], n
@@ -164,6 +225,8 @@ def _stop_reader() -> None:
 def _serve(request_fd: int, result_fd: int) -> None:
     from builder.sources import read_trial
 
+    # Ready: the parent starts a trial's clock only now (imports take seconds on a busy machine).
+    _write(result_fd, pickle.dumps(("ready", None), protocol=pickle.HIGHEST_PROTOCOL))
     with os.fdopen(request_fd, "rb") as requests:
         while True:
             header = requests.read(_HEADER.size)

@@ -15,6 +15,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
+from builder.store.versions import chunk_key_encoding, one_dim_chunk_halved
 
 REPORT_NAME = "build_report.json"  # beside the arrays in every version
 INDEX_NAME = "stride_index.h5"
@@ -199,15 +200,18 @@ def create_template(
     n_strides: int,
     n_emg_rows: int,
     layout: ChunkLayout,
-    separator: str = "/",
+    version: str = "v0001",
 ) -> None:
     """Create every array (metadata only) and write the small fixed coordinates, once.
 
-    ``separator`` is the chunk-key separator (``/`` or ``.``; see store/versions.py).
+    ``version`` picks the chunk-key encodings and 1-D chunk sizes (see store/versions.py:
+    consecutive versions never share chunk keys in the moving name).
     """
     fixed = coordinate_values()
     for spec in ARRAYS:
         shape, chunks, shards = _geometry(spec, n_strides, n_emg_rows, layout)
+        if len(shape) == 1 and spec.partition == "stride" and one_dim_chunk_halved(version):
+            chunks = (_halved(chunks[0]),)
         attrs = dict(spec.attrs)
         if spec.name in DATA_VARIABLES and "stride" in spec.dims:
             attrs["coordinates"] = " ".join(STRIDE_COORDINATES)
@@ -223,7 +227,7 @@ def create_template(
             compressors=_compressors(spec.dtype),
             dimension_names=spec.dims,
             attributes=attrs,
-            chunk_key_encoding={"name": "default", "separator": separator},
+            chunk_key_encoding=chunk_key_encoding(version, len(shape)),
         )
         if spec.name in fixed:
             array[...] = fixed[spec.name]
@@ -244,6 +248,11 @@ def _geometry(
     if not rest:  # 1-D columns are small: one chunk per region, no sharding needed
         return (length,), (shard,), None
     return (length, *rest), (chunk, *rest), (shard, *rest)
+
+
+def _halved(chunk: int) -> int:
+    """A chunk size that differs from ``chunk`` and divides it (regions stay whole chunks)."""
+    return chunk // 2 if chunk > 1 and chunk % 2 == 0 else chunk
 
 
 def _fill_value(dtype: Any) -> Any:

@@ -16,19 +16,41 @@ from builder.store.layout import REPORT_NAME, TABLE_COLUMNS
 from builder.store.staging import Staging
 
 
-def open_store(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dataset:
-    """The latest complete build at ``url`` as a labelled dataset (same as xarray.open_zarr)."""
+def pin_version(url: str, storage_options: dict[str, Any] | None = None) -> str:
+    """The stable URL of the version ``url`` opens now.
+
+    A store's moving name (``gait.zarr``) gives its published version's URL
+    (``gait.zarr.versions/vNNNN``), which reads the same data for as long as it exists; a
+    version URL, or a store the builder did not write, is returned as it is.
+    """
     _check_complete(url, storage_options)
-    return xr.open_zarr(url, storage_options=storage_options or None)
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    path = path.rstrip("/")
+    metadata = json.loads(fs.cat_file(f"{path}/zarr.json"))
+    version = metadata.get("attributes", {}).get("build_version")
+    if not isinstance(version, str) or path.endswith(f"/{version}"):
+        return url
+    if not fs.exists(f"{path}.versions/{version}/zarr.json"):
+        return url  # a copy of a store without its versions (e.g. cp -r gait.zarr elsewhere)
+    return f"{url.rstrip('/')}.versions/{version}"
+
+
+def open_store(url: str, storage_options: dict[str, Any] | None = None) -> xr.Dataset:
+    """The latest complete build at ``url`` as a labelled dataset (as xarray.open_zarr gives
+    it), pinned to its version: a later publish never changes what it reads."""
+    return xr.open_zarr(pin_version(url, storage_options), storage_options=storage_options or None)
 
 
 def open_group(url: str, storage_options: dict[str, Any] | None = None) -> zarr.Group:
-    _check_complete(url, storage_options)
-    return zarr.open_group(url, mode="r", storage_options=storage_options or None)
+    """The zarr group of the version ``url`` opens now (pinned, as :func:`open_store`)."""
+    pinned = pin_version(url, storage_options)
+    return zarr.open_group(pinned, mode="r", storage_options=storage_options or None)
 
 
 def read_report(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    _check_complete(url, storage_options)
+    """The build report of the version ``url`` opens now; pass :func:`pin_version`'s URL to
+    read several things of one version."""
+    url = pin_version(url, storage_options)
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     try:
         with fs.open(f"{path.rstrip('/')}/{REPORT_NAME}", "rb") as f:

@@ -23,11 +23,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import filelock
 import fsspec
 import numpy as np
 
 from builder.errors import StoreError
 from builder.records import StrideBatch, TrialSpec
+from builder.store.ownership import MARKER, claim, marker_content, owned
 
 LOCK_HEARTBEAT_S = 30.0  # object stores: how often a build refreshes its lock
 LOCK_STALE_S = 300.0  # … and when a lock that is not refreshed counts as left by a dead build
@@ -156,6 +158,7 @@ class Staging:
         self.url = output_url.rstrip("/") + ".build"
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        self.local = _is_local(self.fs)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -189,51 +192,60 @@ class Staging:
 
     # lock ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """One build per output at a time; a lock left by a killed build is taken over."""
-        if _is_local(self.fs):
-            with self._local_lock():
-                yield
-        else:
-            with self._object_store_lock():
-                yield
+    def lock(self) -> Iterator[str | None]:
+        """One build per output at a time. Yields a line to show when the lock of a build
+        that died was taken over (None otherwise); raises StoreError when a live build holds
+        it. Refuses a staging folder that holds someone else's data."""
+        if not owned(self.fs, self.root) and self.read_manifest().get("output"):
+            # resume state of a builder from before ownership markers: ours
+            self.fs.pipe_file(self._path(MARKER), marker_content("staging"))
+        claim(self.fs, self.root, "staging", self.url)
+        locking = self._local_lock if _is_local(self.fs) else self._object_store_lock
+        with locking() as taken_over:
+            yield taken_over
 
     @contextlib.contextmanager
-    def _local_lock(self) -> Iterator[None]:
-        path = self._path("lock")
-        self.fs.makedirs(self.root, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
-        while True:
-            try:
-                with open(path, "x") as f:  # create only if absent: atomic on local disks
-                    json.dump(me, f)
-                break
-            except FileExistsError:
-                holder = _read_json(path)
-                if holder and _alive(holder):
-                    raise self._busy(holder) from None
-                os.remove(path)  # stale: its build was killed
+    def _local_lock(self) -> Iterator[str | None]:
+        """An OS file lock (flock): atomic, and released by the kernel when its build dies,
+        so no stale lock is ever removed by hand. ``lock.json`` says who holds it."""
+        info = self._path("lock.json")
+        lock = filelock.FileLock(self._path("lock"), timeout=0)
         try:
-            yield
+            lock.acquire()
+        except filelock.Timeout:
+            raise self._busy(_read_json(info) or {}, age_s=None) from None
+        try:
+            left = _read_json(info)  # still there: its build ended without releasing it
+            self._atomic_write(info, json.dumps(_me()).encode())
+            yield _taken_over(left, "it is no longer running") if left else None
         finally:
             with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+                os.remove(info)
+            lock.release()
 
     @contextlib.contextmanager
-    def _object_store_lock(self) -> Iterator[None]:
-        """Object stores have no create-if-absent: the holder rewrites the lock every
-        ``LOCK_HEARTBEAT_S``; a lock older than ``LOCK_STALE_S`` belongs to a dead build.
-        After writing, the lock is read back, so of two builds starting together one yields."""
+    def _object_store_lock(self) -> Iterator[str | None]:
+        """Object stores have no locks: the holder rewrites the lock object every
+        ``LOCK_HEARTBEAT_S``. A lock belongs to a dead build when its holder ran on this host
+        and its process is gone, or when it was not refreshed for ``LOCK_STALE_S``. After
+        writing, the lock is read back, so of two builds starting together one yields."""
         path = self._path("lock")
         holder = self._lock_holder(path)
-        if holder and time.time() - holder.get("heartbeat", 0) < LOCK_STALE_S:
-            raise self._busy(holder)
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+        taken_over = None
+        if holder:
+            age = time.time() - float(holder.get("heartbeat", 0))
+            if holder.get("host") == socket.gethostname() and not _alive(holder):
+                taken_over = _taken_over(holder, "its process is gone")
+            elif age < LOCK_STALE_S:
+                raise self._busy(holder, age_s=age)
+            else:
+                taken_over = _taken_over(holder, f"its lock was not refreshed for {age:.0f} s")
+        me = {**_me(), "token": uuid.uuid4().hex}
         self.fs.pipe_file(path, json.dumps({**me, "heartbeat": time.time()}).encode())
         time.sleep(0.2)
         holder = self._lock_holder(path)
         if not holder or holder.get("token") != me["token"]:
-            raise self._busy(holder or me)
+            raise self._busy(holder or me, age_s=0.0)
         stop = threading.Event()
 
         def beat() -> None:
@@ -244,7 +256,7 @@ class Staging:
         thread = threading.Thread(target=beat, name="builder-lock-heartbeat", daemon=True)
         thread.start()
         try:
-            yield
+            yield taken_over
         finally:
             stop.set()
             thread.join()
@@ -257,11 +269,43 @@ class Staging:
         except (FileNotFoundError, ValueError):
             return None
 
-    def _busy(self, holder: dict[str, Any]) -> StoreError:
+    def _busy(self, holder: dict[str, Any], age_s: float | None) -> StoreError:
+        who = f"pid {holder.get('pid')} on {holder.get('host')}"
+        if holder.get("since"):
+            who += f", started {holder['since']}"
+        message = f"{self.url}: another build ({who}) is writing this output"
+        if age_s is None:
+            return StoreError(f"{message}; wait for it or stop it first")
+        wait = max(LOCK_STALE_S - age_s, 0.0)
         return StoreError(
-            f"{self.url}: another build (pid {holder.get('pid')} on {holder.get('host')}) is "
-            "writing this output; wait for it or stop it first"
+            f"{message} (its lock was refreshed {age_s:.0f} s ago); wait for it or stop it "
+            f"first; if that build is no longer running, its lock counts as stale in "
+            f"{wait:.0f} s and the next run takes it over (or delete {self.url}/lock)"
         )
+
+    # leftovers -----------------------------------------------------------------------
+    def remove_leftovers(self, keys: set[str]) -> int:
+        """Under the lock, before processing: delete staged results of trials that are no
+        longer in the trial table (their files changed or went away) and the temporary files
+        of writes that failed. Returns how many files went."""
+        try:
+            names = self.fs.ls(self._path("trials"), detail=False)
+        except FileNotFoundError:
+            names = []
+        doomed = []
+        for name in names:
+            base = os.path.basename(name.rstrip("/"))
+            stem = base.split(".")[0] if not base.startswith(".") else ""
+            if base.endswith(".tmp") or (stem and stem not in keys):
+                doomed.append(name)
+        if _is_local(self.fs):
+            with contextlib.suppress(FileNotFoundError):
+                doomed += [
+                    os.path.join(self.root, n) for n in os.listdir(self.root) if n.endswith(".tmp")
+                ]
+        if doomed:
+            self.fs.rm(doomed)
+        return len(doomed)
 
     # manifest ------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
@@ -295,9 +339,14 @@ class Staging:
             directory = os.path.dirname(path)
             os.makedirs(directory, exist_ok=True)
             tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)  # a full or failing disk must not leave it behind
+                raise
         else:
             self.fs.pipe_file(path, data)  # a single object PUT is atomic on object stores
 
@@ -308,6 +357,18 @@ def _read_json(path: str) -> dict[str, Any] | None:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def _me() -> dict[str, Any]:
+    since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since": since}
+
+
+def _taken_over(holder: dict[str, Any], why: str) -> str:
+    return (
+        f"took over the build lock of pid {holder.get('pid')} on {holder.get('host')} "
+        f"(started {holder.get('since', 'at an unknown time')}; {why}: killed or failed)"
+    )
 
 
 def _alive(holder: dict[str, Any]) -> bool:

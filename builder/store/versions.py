@@ -1,70 +1,103 @@
-"""Versioned outputs: each build writes a fresh prefix; the output moves to it when complete.
+"""Versioned outputs: immutable versions at stable URLs, and a moving name for the latest.
 
-Every build is written to ``<output>.versions/v<N>/`` (beside the resume state in
-``<output>.build/``), so a build in progress, failed or killed is never what readers open.
-Publishing makes a complete version what ``xarray.open_zarr(<output>)`` opens:
+Every build is written to ``<output>.versions/vNNNN/`` (beside the resume state in
+``<output>.build/``). A version is never changed once published, and is removed only by an
+explicit ``builder prune --keep N``; its URL is stable, so a reader of a version URL reads
+exactly that version for as long as it exists. The builder's own readers always pin one.
 
-- **local disk** (:class:`LinkedOutput`): ``<output>`` is a symbolic link, moved with one atomic
-  ``rename``;
-- **object stores** (:class:`CopiedOutput`, e.g. ``s3://``): no links and no atomic multi-object
-  operations, so the version's objects are copied (server side) under ``<output>/`` and the root
-  ``zarr.json`` — the consolidated metadata every reader starts from — is written last, in one
-  PUT. Consecutive versions use different chunk-key separators (``/`` for odd versions, ``.``
-  for even ones), so the new version's chunks never overwrite the live one's: a reader that
-  opened the previous version keeps reading it, whole, until the next publish removes it.
+``<output>`` itself is the moving name: a plain Zarr store (a real folder, or an object-store
+prefix) that ``xarray.open_zarr(<output>)`` opens as the latest version. Publishing adds the
+new version's chunk objects under ``<output>/`` (hard links on local disk, server-side copies
+on object stores) and writes the root ``zarr.json`` (the consolidated metadata every reader
+starts from) last, in one atomic step. Readers keep chunk keys, not names, so versions must not
+share keys: each version writes its chunks with one of the chunk-key encodings Zarr offers,
+in turn. A reader that opened ``<output>`` has its version's metadata in memory and its chunk
+keys stay untouched by the next publishes, as long as the encodings do not repeat:
 
-Before the first build completes, ``<output>`` holds a placeholder whose metadata makes zarr
+- arrays of 2 or more dimensions (the signals, masks, scales): 4 distinct encodings
+  (``c/0/0``, ``c.0.0``, ``0.0``, ``0/0``), so their chunks stay for the next **3** publishes;
+- 1-D arrays (stride table, stride offsets): Zarr gives only 3 distinct keys for one index
+  (``c/0``, ``c.0``, ``0``), so they stay for the next **2** publishes. The third reuses
+  them with another chunk size, so that a reader holding them fails to decode instead of
+  reading another version's values (see :func:`one_dim_chunk_halved`).
+
+Keys of publishes older than that are deleted only after the switch; the keys the builder
+put there are recorded in the marker file, so nothing else under ``<output>/`` is touched.
+Before the first build completes, ``<output>/zarr.json`` is a placeholder that makes zarr
 fail with a message that says a build is under way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import uuid
-from abc import ABC, abstractmethod
 from typing import Any
 
 import fsspec
 
 from builder.errors import StoreError
+from builder.store.ownership import MARKER, claim, marker_content
 
 _VERSION = re.compile(r"v(\d{4,})\Z")
-_PLACEHOLDER = "_no_complete_build"
 _PLACEHOLDER_MESSAGE = (
     "none: no complete build of this store exists yet; a build is under way or was "
     "interrupted (re-run `builder run` to finish it; progress in {output}.build)"
 )
+# Chunk-key encodings, used in turn by consecutive versions (see the module docstring).
+_ENCODINGS_ND = (("default", "/"), ("default", "."), ("v2", "."), ("v2", "/"))
+_ENCODINGS_1D = (("default", "/"), ("default", "."), ("v2", "."))
+SAFE_PUBLISHES_ND = len(_ENCODINGS_ND) - 1  # publishes a moving-name reader survives
+SAFE_PUBLISHES_1D = len(_ENCODINGS_1D) - 1
 
 
-def chunk_key_separator(version: str) -> str:
-    """Chunk-key separator of a version: ``/`` for odd numbers, ``.`` for even ones."""
-    return "/" if int(_VERSION.match(version).group(1)) % 2 else "."  # type: ignore[union-attr]
+def version_number(version: str) -> int:
+    match = _VERSION.match(version)
+    if match is None:
+        raise ValueError(f"{version!r} is not a build version (vNNNN)")
+    return int(match.group(1))
+
+
+def chunk_key_encoding(version: str, ndim: int) -> dict[str, str]:
+    """The chunk-key encoding of an array of ``ndim`` dimensions in ``version``."""
+    cycle = _ENCODINGS_ND if ndim >= 2 else _ENCODINGS_1D
+    name, separator = cycle[version_number(version) % len(cycle)]
+    return {"name": name, "separator": separator}
+
+
+def one_dim_chunk_halved(version: str) -> bool:
+    """Whether ``version``'s 1-D arrays use half-size chunks: alternate in each round of the
+    1-D encodings, so two versions sharing 1-D keys never share their chunk size."""
+    return (version_number(version) // len(_ENCODINGS_1D)) % 2 == 1
 
 
 def versioned_output(url: str, storage_options: dict[str, Any] | None = None) -> VersionedOutput:
-    """The publishing strategy for ``url``: a link on local disk, a copy on object stores."""
-    fs, _ = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-    return (LinkedOutput if local else CopiedOutput)(url, storage_options)
+    return VersionedOutput(url, storage_options)
 
 
-class VersionedOutput(ABC):
+class VersionedOutput:
+    """The versions of one output and its moving name, on any fsspec filesystem."""
+
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
-        self.path = path.rstrip("/")
+        self.local = _is_local(self.fs)
+        self.path = os.path.abspath(path) if self.local else path.rstrip("/")
         self.versions_path = self.path + ".versions"
 
+    # --- versions ------------------------------------------------------------------------
     def version_path(self, version: str) -> str:
         """Filesystem path of a version (no protocol)."""
         return f"{self.versions_path}/{version}"
 
     def version_url(self, version: str) -> str:
-        """URL of a version, for zarr and xarray (with this output's storage options)."""
+        """The stable URL of a version, for zarr and xarray (with this output's options)."""
+        if self.local:
+            return self.version_path(version)  # a plain path: zarr's local store
         return self.fs.unstrip_protocol(self.version_path(version))
 
     def exists(self, version: str) -> bool:
@@ -75,12 +108,44 @@ class VersionedOutput(ABC):
             names = self.fs.ls(self.versions_path, detail=False)
         except FileNotFoundError:
             return []
-        return sorted(
-            n for n in (os.path.basename(p.rstrip("/")) for p in names) if _VERSION.match(n)
-        )
+        found = (os.path.basename(p.rstrip("/")) for p in names)
+        return sorted((n for n in found if _VERSION.match(n)), key=version_number)
+
+    def claim(self) -> None:
+        """Refuse, in one line, an output, or a versions folder, that holds someone else's
+        data; otherwise mark them as the builder's."""
+        legacy = self._legacy_published()
+        if legacy:  # written before markers existed: adopt it and republish its version
+            if self.local and os.path.islink(self.path):
+                os.remove(self.path)  # the old pointer: a link into <output>.versions/
+            for path, kind in ((self.path, "store"), (self.versions_path, "versions")):
+                self.fs.makedirs(path, exist_ok=True)
+                self.fs.pipe_file(f"{path}/{MARKER}", marker_content(kind))
+        claim(self.fs, self.path, "store", self.url)
+        claim(self.fs, self.versions_path, "versions", f"{self.url}.versions")
+        if legacy and self.published() != legacy:
+            self.publish(legacy)
+
+    def _legacy_published(self) -> str | None:
+        """The published version of an output written by builder before ownership markers
+        (a link into ``<output>.versions/``, or a copied root naming one), else None."""
+        if self.fs.exists(f"{self.path}/{MARKER}") or self.fs.exists(
+            f"{self.versions_path}/{MARKER}"
+        ):
+            return None
+        if self.local and os.path.islink(self.path):
+            target = os.path.realpath(self.path)
+            inside = os.path.dirname(target) == os.path.realpath(self.versions_path)
+            name = os.path.basename(target)
+            return name if inside and _VERSION.match(name) and os.path.isdir(target) else None
+        try:
+            version = self.published()
+        except StoreError:
+            return None
+        return version if version and self.exists(version) else None
 
     def new_version(self) -> str:
-        numbers = [int(_VERSION.match(v).group(1)) for v in self.versions()]  # type: ignore[union-attr]
+        numbers = [version_number(v) for v in self.versions()]
         version = f"v{max(numbers, default=0) + 1:04d}"
         self.fs.makedirs(self.version_path(version), exist_ok=True)
         if self.published() is None:
@@ -88,86 +153,31 @@ class VersionedOutput(ABC):
         return version
 
     def discard(self, version: str) -> None:
+        """Remove a version that was never published (an interrupted build of other inputs)."""
+        if version in self.published_history():
+            raise StoreError(f"{self.version_url(version)}: was published; only prune removes it")
         if self.fs.exists(self.version_path(version)):
             self.fs.rm(self.version_path(version), recursive=True)
 
     def prune(self, keep: int) -> list[str]:
         """Keep the published version and the newest ``keep - 1`` others; delete the rest.
 
-        Called after publishing, when no other build is in progress in this output.
+        The only way versions are removed; the caller holds the build lock.
         """
+        if keep < 1:
+            raise ValueError("keep must be at least 1 (the published version is always kept)")
         published = self.published()
-        candidates = [v for v in self.versions() if v != published]
-        doomed = candidates[: max(0, len(candidates) - max(keep - 1, 0))]
+        others = [v for v in self.versions() if v != published]
+        doomed = others[: max(0, len(others) - (keep - 1))]
         for version in doomed:
-            self.discard(version)
+            self.fs.rm(self.version_path(version), recursive=True)
         return doomed
 
-    @abstractmethod
+    # --- the moving name -------------------------------------------------------------------
     def published(self) -> str | None:
-        """The version the output opens, or None before the first complete build."""
-
-    @abstractmethod
-    def publish(self, version: str) -> None:
-        """Make a complete ``version`` what the output opens."""
-
-    @abstractmethod
-    def _show_placeholder(self) -> None:
-        """Make the output say that a build is under way (only when nothing is published)."""
-
-    def _placeholder_metadata(self) -> bytes:
-        message = _PLACEHOLDER_MESSAGE.format(output=self.url)
-        return json.dumps({"zarr_format": message, "node_type": "group"}).encode()
-
-
-class LinkedOutput(VersionedOutput):
-    """Local disk: ``<output>`` is a symbolic link into ``<output>.versions/``."""
-
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        super().__init__(url, storage_options)
-        self.path = os.path.abspath(self.path)
-        self.versions_path = self.path + ".versions"
-
-    def version_url(self, version: str) -> str:
-        return self.version_path(version)  # a plain path: zarr's local store, no fsspec layer
-
-    def published(self) -> str | None:
-        if not os.path.lexists(self.path):
-            return None
-        if not os.path.islink(self.path):
-            raise StoreError(
-                f"{self.path}: exists but was not written by builder (expected a link to a "
-                "build version); choose another --output or move it away"
-            )
-        target = os.path.basename(os.readlink(self.path).rstrip("/"))
-        return target if _VERSION.match(target) else None
-
-    def publish(self, version: str) -> None:
-        self._point_at(version)
-        shutil.rmtree(os.path.join(self.versions_path, _PLACEHOLDER), ignore_errors=True)
-
-    def _show_placeholder(self) -> None:
-        placeholder = os.path.join(self.versions_path, _PLACEHOLDER)
-        os.makedirs(placeholder, exist_ok=True)
-        with open(os.path.join(placeholder, "zarr.json"), "wb") as f:
-            f.write(self._placeholder_metadata())
-        self._point_at(_PLACEHOLDER)
-
-    def _point_at(self, target_name: str) -> None:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        relative = os.path.join(os.path.basename(self.versions_path), target_name)
-        tmp = f"{self.path}.{uuid.uuid4().hex}.link"
-        os.symlink(relative, tmp)
-        os.replace(tmp, self.path)
-
-
-class CopiedOutput(VersionedOutput):
-    """Object stores: versions are copied under ``<output>/``, the root metadata last."""
-
-    def published(self) -> str | None:
-        root = f"{self.path}/zarr.json"
+        """The version ``<output>`` opens, or None before the first complete build."""
         try:
-            metadata = json.loads(self.fs.cat_file(root))
+            metadata = json.loads(self.fs.cat_file(f"{self.path}/zarr.json"))
         except FileNotFoundError:
             return None
         except ValueError:
@@ -184,27 +194,82 @@ class CopiedOutput(VersionedOutput):
             )
         return version
 
+    def published_history(self) -> list[str]:
+        """Versions published into the moving name, oldest first, whose keys may remain."""
+        return [entry["version"] for entry in self._history()]
+
     def publish(self, version: str) -> None:
+        """Make a complete ``version`` what ``<output>`` opens (see the module docstring)."""
+        history = [v for v in self.published_history() if v != version]
+        for ndim, window in ((2, SAFE_PUBLISHES_ND), (1, SAFE_PUBLISHES_1D)):
+            for previous in history[-window:]:
+                if chunk_key_encoding(previous, ndim) == chunk_key_encoding(version, ndim):
+                    raise StoreError(  # never expected: published numbers are consecutive
+                        f"{self.url}: {version} would reuse the chunk keys of {previous}, "
+                        "which readers may still hold; re-run with --fresh for a new version"
+                    )
         source = self.version_path(version)
         files = sorted(_relative(self.fs.find(source), source))
-        separator = chunk_key_separator(version)
-        # The version before last used this separator: its chunks go (nobody should still
-        # read them), the previous version's stay readable for readers that opened it.
-        stale = [
-            f"{self.path}/{key}"
-            for key in _relative(self.fs.find(self.path), self.path)
-            if _chunk_separator(key) == separator
-        ]
+        body = [key for key in files if key not in ("zarr.json", MARKER)]
+        self._place([f"{source}/{k}" for k in body], [f"{self.path}/{k}" for k in body])
+        self._place([f"{source}/zarr.json"], [f"{self.path}/zarr.json"])  # the switch, last
+
+        history = [e for e in self._history() if e["version"] != version]
+        history.append({"version": version, "keys": body})
+        live = history[-(SAFE_PUBLISHES_ND + 1) :]
+        keep = {key for entry in live for key in entry["keys"]}
+        stale = {key for entry in history[: -len(live)] for key in entry["keys"]} - keep
         if stale:
-            self.fs.rm(stale)
-        body = [key for key in files if key != "zarr.json"]
-        if body:
-            self.fs.copy([f"{source}/{k}" for k in body], [f"{self.path}/{k}" for k in body])
-        self.fs.copy(f"{source}/zarr.json", f"{self.path}/zarr.json")  # the switch, last
+            self.fs.rm([f"{self.path}/{key}" for key in sorted(stale)])
+        self._write_history(live)
+
+    def _place(self, sources: list[str], targets: list[str]) -> None:
+        """Put each source at its target in one atomic step, replacing what was there."""
+        if not sources:
+            return
+        if not self.local:
+            self.fs.copy(sources, targets)  # server-side copies; each object PUT is atomic
+            return
+        for source, target in zip(sources, targets, strict=True):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{os.path.dirname(target)}/.{uuid.uuid4().hex}.tmp"
+            try:
+                try:
+                    os.link(source, tmp)  # no second copy of the data on local disk
+                except OSError:
+                    shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(tmp)  # a failed publish leaves no temporary file behind
+                raise
+
+    def _history(self) -> list[dict[str, Any]]:
+        try:
+            marker = json.loads(self.fs.cat_file(f"{self.path}/{MARKER}"))
+        except (FileNotFoundError, ValueError):
+            return []
+        history = marker.get("published", [])
+        return history if isinstance(history, list) else []
+
+    def _write_history(self, history: list[dict[str, Any]]) -> None:
+        marker = {**json.loads(marker_content("store")), "published": history}
+        data = json.dumps(marker).encode()
+        if self.local:
+            tmp = f"{self.path}/.{MARKER}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, f"{self.path}/{MARKER}")
+        else:
+            self.fs.pipe_file(f"{self.path}/{MARKER}", data)
 
     def _show_placeholder(self) -> None:
-        if not self.fs.exists(f"{self.path}/zarr.json"):
-            self.fs.pipe_file(f"{self.path}/zarr.json", self._placeholder_metadata())
+        if self.fs.exists(f"{self.path}/zarr.json"):
+            return
+        message = _PLACEHOLDER_MESSAGE.format(output=self.url)
+        metadata = json.dumps({"zarr_format": message, "node_type": "group"}).encode()
+        self.fs.makedirs(self.path, exist_ok=True)
+        self.fs.pipe_file(f"{self.path}/zarr.json", metadata)
 
 
 def _relative(paths: list[str], root: str) -> list[str]:
@@ -212,11 +277,6 @@ def _relative(paths: list[str], root: str) -> list[str]:
     return [p[len(prefix) :] for p in paths if p.startswith(prefix)]
 
 
-def _chunk_separator(key: str) -> str | None:
-    """``/`` or ``.`` for a chunk object key such as ``emg/c/0/0`` or ``emg/c.0.0``."""
-    _, _, tail = key.partition("/")
-    if tail == "c" or tail.startswith("c/"):
-        return "/"
-    if tail.startswith("c."):
-        return "."
-    return None
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")

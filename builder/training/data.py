@@ -26,7 +26,7 @@ import zarr
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
-from builder.store.reader import open_group, stride_table
+from builder.store.reader import open_group, pin_version, stride_table
 
 GAP_TOLERANCE_S = 0.002
 RECENT_CHUNKS = 4  # chunks kept per array without the cache (a pool of 2, and the next)
@@ -165,6 +165,10 @@ class StoreSource:
     storage_options: dict[str, Any] = field(default_factory=dict)
     _group: zarr.Group | None = field(default=None, init=False, repr=False)
     _pid: int = field(default=-1, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Pin the version now: a publish during training must not change what workers read.
+        self.url = pin_version(self.url, self.storage_options)
 
     def group(self) -> zarr.Group:
         if self._group is None or self._pid != os.getpid():

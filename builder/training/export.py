@@ -3,13 +3,19 @@ onnxruntime, TensorRT engines where TensorRT and a GPU are present, and the mani
 
 The manifest's ``files`` (sha256 and size of each file) and ``version`` are filled in by
 ``releases.push``; everything else is written here.
+
+The release folder carries the builder's ownership marker. A new release is written into a
+scratch folder inside it and moved in only when complete, replacing just the files of the
+previous release: a folder the builder did not create, or one holding other files, is refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,7 @@ import onnxruntime as ort
 import torch
 
 from builder.errors import TrainingError
+from builder.store.ownership import MARKER, NotOwnedError, claim_local
 from builder.store.staging import nan_to_null
 from builder.training import tensorrt
 from builder.training.reference import Deployable, reference_model
@@ -31,6 +38,8 @@ MANIFEST = "manifest.json"
 OPSET = 18
 PARITY_BATCHES = (1, 7, 64)
 PARITY_TOLERANCE = 1e-4  # max abs difference accepted between onnxruntime and PyTorch
+RELEASE_KIND = "release"  # the ownership marker's kind for a release folder
+SCRATCH_PREFIX = ".export-"  # an export in progress, inside the release folder
 
 
 @dataclass(frozen=True)
@@ -51,27 +60,43 @@ def export(
     except ValueError as exc:
         raise TrainingError(f"{run}: {exc}") from None
     out = out or run / "release"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    onnx_path = out / ONNX_NAME
+    _owned_release(out)  # refuse a folder the builder did not create before any work
+    scratch = Path(tempfile.mkdtemp(dir=out, prefix=SCRATCH_PREFIX))
+    try:
+        manifest = _write_release(run, checkpoint, deployable, scratch, out, engines)
+        _move_in(scratch, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # ours: made by mkdtemp above
+    return Exported(out, manifest)
+
+
+def _write_release(
+    run: Path,
+    checkpoint: dict[str, Any],
+    deployable: Deployable,
+    folder: Path,
+    out: Path,
+    engines: bool,
+) -> dict[str, Any]:
+    """The release's files and manifest in ``folder`` (messages name ``out``, where they go)."""
+    onnx_path = folder / ONNX_NAME
     write_onnx(deployable, onnx_path)
     parity = check_parity(deployable, onnx_path)
     if parity["max_abs_diff"] > PARITY_TOLERANCE:
         raise TrainingError(
-            f"{onnx_path}: onnxruntime differs from PyTorch by {parity['max_abs_diff']:.3g} "
-            f"(> {PARITY_TOLERANCE:g})"
+            f"{out / ONNX_NAME}: onnxruntime differs from PyTorch by "
+            f"{parity['max_abs_diff']:.3g} (> {PARITY_TOLERANCE:g})"
         )
     unsupported = sorted(onnx_operators(onnx_path) - tensorrt.ONNX_PARSER_OPS)
     engine_report = (
-        tensorrt.build_engines(onnx_path, deployable.inputs, out)
+        tensorrt.build_engines(onnx_path, deployable.inputs, folder)
         if engines
         else {"built": [], "skipped": "not asked for (--no-engines)"}
     )
     for name in (METRICS, FIGURE):
         if (run / name).exists():
-            shutil.copyfile(run / name, out / name)
-    manifest = nan_to_null(
+            shutil.copyfile(run / name, folder / name)
+    manifest: dict[str, Any] = nan_to_null(
         {
             "format": "gait-builder-release/1",
             "model": checkpoint["model"],
@@ -95,8 +120,65 @@ def export(
             "files": {},
         }
     )
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return Exported(out, manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _owned_release(out: Path) -> set[str]:
+    """Claim ``out`` for a release and return the names of the builder's files in it; raise
+    ``NotOwnedError`` (nothing changed) for a link, a file, a folder without the marker, a
+    builder folder of another kind, or a release folder that also holds other files."""
+    claim_local(out, RELEASE_KIND)  # refuses links, files and folders it did not create
+    try:
+        kind = json.loads((out / MARKER).read_bytes()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if kind != RELEASE_KIND:
+        raise NotOwnedError(
+            f"{out}: is not a release folder (its {MARKER} marker says {kind!r}); nothing was "
+            "changed; choose another --out"
+        )
+    ours = _release_files(out)
+    foreign = sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in out.iterdir()
+        if not (p.name in ours and (p.is_file() or p.is_symlink()))
+        and not (p.name.startswith(SCRATCH_PREFIX) and p.is_dir() and not p.is_symlink())
+    )
+    if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        shown = ", ".join(foreign[:5]) + more
+        raise NotOwnedError(
+            f"{out}: holds files an export did not write ({shown}); nothing was changed; move "
+            "them away or choose another --out"
+        )
+    return {name for name in ours if os.path.lexists(out / name)}
+
+
+def _release_files(out: Path) -> set[str]:
+    """What an export writes into ``out``: the fixed names, and the ONNX and engine files its
+    manifest names (engines exist only where TensorRT ran)."""
+    names = {MARKER, MANIFEST, ONNX_NAME, METRICS, FIGURE}
+    try:
+        manifest = json.loads((out / MANIFEST).read_bytes())
+        names.add(str(manifest["onnx"]["file"]))
+        names.update(str(engine["file"]) for engine in manifest["tensorrt"]["built"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no readable manifest: only the fixed names are known to be the builder's
+    return {name for name in names if name and "/" not in name and name not in (".", "..")}
+
+
+def _move_in(scratch: Path, out: Path) -> None:
+    """Replace the previous release in ``out`` by the one in ``scratch``: its files only, the
+    manifest removed first and written last, so a half-done swap never looks complete."""
+    previous = _owned_release(out)  # again: a file may have arrived during the export
+    for name in sorted(previous - {MARKER}, key=lambda n: n != MANIFEST):
+        (out / name).unlink(missing_ok=True)
+    for path in sorted(scratch.iterdir(), key=lambda p: p.name == MANIFEST):
+        os.replace(path, out / path.name)
+    for stale in out.glob(f"{SCRATCH_PREFIX}*"):  # left by an export that was killed
+        if stale != scratch and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def write_onnx(deployable: Deployable, path: Path) -> None:

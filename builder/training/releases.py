@@ -4,6 +4,10 @@ A release is its files plus ``manifest.json``, which lists every file's sha256 a
 is uploaded last: a release without a manifest is incomplete and never pulled. ``pull``
 downloads into a scratch folder, verifies every file against the manifest and refuses a
 missing, extra or altered file; only a verified release reaches the destination.
+
+A release whose manifest is unreadable (not JSON, fields missing) is skipped by ``list`` and
+by ``pull`` of the latest version, with a :class:`ReleaseWarning`; pulling exactly that
+version fails naming its manifest. The builder's ownership marker is never part of a release.
 """
 
 from __future__ import annotations
@@ -13,23 +17,30 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
-from builder.errors import TrainingError
+from builder.errors import TrainingError, one_line
+from builder.store.ownership import MARKER, NotOwnedError, marker_content
 from builder.training.export import MANIFEST
 
 _VERSION = re.compile(r"^v(\d+)$")
+
+
+class ReleaseWarning(UserWarning):
+    """A release that is skipped (its manifest cannot be read); the others go on."""
 
 
 @dataclass(frozen=True)
 class Release:
     model: str
     version: str
-    manifest: dict[str, Any] | None  # None: incomplete (no manifest)
+    manifest: dict[str, Any] | None  # None: incomplete (no manifest) or unreadable
+    problem: str | None = None  # why the manifest is unreadable, naming it; None if readable
 
 
 def push(
@@ -42,8 +53,11 @@ def push(
     manifest = _read_manifest(folder / MANIFEST, str(folder))
     model = str(manifest["model"])
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    # an unreadable release keeps its number: releases are never overwritten
     existing = [
-        r.version for r in list_releases(url, storage_options) if r.model == model and r.manifest
+        r.version
+        for r in _scan(url, storage_options)
+        if r.model == model and (r.manifest or r.problem)
     ]
     if version is None:
         numbers = [int(m.group(1)) for v in existing if (m := _VERSION.match(v))]
@@ -52,7 +66,8 @@ def push(
         raise TrainingError(
             f"{url}: {model} {version} is already released; releases are never overwritten"
         )
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+    # the ownership marker says who made the folder; it is not part of the release
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST, MARKER))
     manifest = manifest | {
         "version": version,
         "files": {
@@ -77,8 +92,9 @@ def pull(
 ) -> Path:
     """Download and verify ``model`` (latest complete version by default) into
     ``dest/<model>-<version>``; raise ``TrainingError`` naming what is wrong, leaving nothing."""
-    releases = [r for r in list_releases(url, storage_options) if r.model == model]
+    releases = [r for r in _scan(url, storage_options) if r.model == model]
     if version is None:
+        _warn_unreadable(releases)
         complete = [r for r in releases if r.manifest]
         if not complete:
             raise TrainingError(f"{url}: no complete release of {model!r}")
@@ -86,12 +102,14 @@ def pull(
     release = next((r for r in releases if r.version == version), None)
     if release is None:
         raise TrainingError(f"{url}: no release {model} {version}")
+    if release.problem:
+        raise TrainingError(release.problem)
     if release.manifest is None:
         raise TrainingError(f"{url}: {model} {version} is incomplete (no {MANIFEST}); not pulled")
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     source = f"{root.rstrip('/')}/{model}/{version}"
     listed: dict[str, dict[str, Any]] = release.manifest.get("files") or {}
-    present = {Path(p).name for p in fs.ls(source, detail=False)} - {MANIFEST}
+    present = {Path(p).name for p in fs.ls(source, detail=False)} - {MANIFEST, MARKER}
     problems = [f"{name} is missing" for name in sorted(set(listed) - present)]
     problems += [f"{name} is not in the manifest" for name in sorted(present - set(listed))]
     final = dest / f"{model}-{version}"
@@ -106,8 +124,14 @@ def pull(
         if problems:
             raise TrainingError(f"{url}: refusing {model} {version}: " + "; ".join(problems))
         (scratch / MANIFEST).write_text(json.dumps(release.manifest, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
+        (scratch / MARKER).write_bytes(marker_content("pulled release"))
+        if final.exists() or final.is_symlink():
+            if final.is_symlink() or not (final / MARKER).is_file():
+                raise NotOwnedError(
+                    f"{final}: exists and was not pulled by the builder; nothing was changed; "
+                    "move it away or pull --to another folder"
+                )
+            shutil.rmtree(final)  # an earlier pull of this release: ours to replace
         scratch.rename(final)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -115,7 +139,21 @@ def pull(
 
 
 def list_releases(url: str, storage_options: dict[str, Any] | None = None) -> list[Release]:
-    """Every release under ``url``, by model then version number."""
+    """Every release under ``url``, by model then version number; one whose manifest cannot
+    be read is listed with its ``problem`` and a :class:`ReleaseWarning`."""
+    releases = _scan(url, storage_options)
+    _warn_unreadable(releases)
+    return releases
+
+
+def _warn_unreadable(releases: list[Release]) -> None:
+    for release in releases:
+        if release.problem:
+            warnings.warn(f"{release.problem}; release skipped", ReleaseWarning, stacklevel=3)
+
+
+def _scan(url: str, storage_options: dict[str, Any] | None) -> list[Release]:
+    """Every release under ``url``, by model then version number, without warnings."""
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     root = root.rstrip("/")
     fs.invalidate_cache()
@@ -126,11 +164,15 @@ def list_releases(url: str, storage_options: dict[str, Any] | None = None) -> li
             if not _VERSION.match(version):
                 continue
             manifest_path = f"{version_path}/{MANIFEST}"
-            manifest = None
+            manifest, problem = None, None
             if fs.exists(manifest_path):
                 with fs.open(manifest_path, "rb") as f:
-                    manifest = _parse_manifest(f.read(), fs.unstrip_protocol(manifest_path))
-            releases.append(Release(Path(model_path).name, version, manifest))
+                    data = f.read()
+                try:
+                    manifest = _parse_manifest(data, fs.unstrip_protocol(manifest_path))
+                except TrainingError as exc:  # one bad release must not hide the others
+                    problem = str(exc)
+            releases.append(Release(Path(model_path).name, version, manifest, problem))
     return sorted(releases, key=lambda r: (r.model, int(_VERSION.match(r.version).group(1))))  # type: ignore[union-attr]
 
 
@@ -151,9 +193,19 @@ def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     try:
         manifest = json.loads(data)
     except ValueError as exc:
-        raise TrainingError(f"{where}: manifest is not JSON ({exc})") from None
+        raise TrainingError(f"{where}: manifest is not JSON ({one_line(exc)})") from None
     if not isinstance(manifest, dict) or "model" not in manifest:
         raise TrainingError(f"{where}: not a release manifest (no model)")
+    files = manifest.get("files") or {}
+    if not isinstance(files, dict):
+        raise TrainingError(f"{where}: not a release manifest (files is not a mapping)")
+    for name, entry in files.items():  # pull checks each file against these two
+        if not isinstance(entry, dict):
+            raise TrainingError(f"{where}: files entry {name!r} is not a mapping")
+        if not isinstance(entry.get("bytes"), int) or isinstance(entry.get("bytes"), bool):
+            raise TrainingError(f"{where}: files entry {name!r} has no size (bytes)")
+        if not isinstance(entry.get("sha256"), str):
+            raise TrainingError(f"{where}: files entry {name!r} has no sha256")
     return manifest
 
 
