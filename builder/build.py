@@ -173,6 +173,15 @@ def _build_locked(
     output.claim()
     manifest = staging.read_manifest()
     published = output.published()
+    if published is not None and manifest.get("in_progress") == published:
+        # The last run died after its switch: the version is published, hence immutable.
+        manifest.update(
+            published=published,
+            published_fingerprint=manifest.get("in_progress_fingerprint"),
+            in_progress=None,
+            in_progress_fingerprint=None,
+            state="published",
+        )
     if not options.fresh and _up_to_date(output, manifest, published, fingerprint):
         report = _read_report(output, str(published))
         console.print(f"{options.output} is up to date (version {published}); nothing to do.")

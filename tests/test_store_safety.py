@@ -15,6 +15,7 @@ import xarray as xr
 from builder.catalog import expand_trials, load_catalog
 from builder.errors import BuilderError, StoreError
 from builder.store.staging import trial_key
+from builder.store.versions import VersionedOutput
 
 from helpers import build_store, copy_demo_subset, demo_catalog
 
@@ -126,3 +127,26 @@ def test_a_build_fails_with_one_line_when_the_lock_is_held(tmp_path: Path) -> No
     busy = pytest.raises(BuilderError, match=r"another build \(pid \d+")
     with Staging(str(tmp_path / "gait.zarr")).lock(), busy:
         build_store(catalog, tmp_path / "gait.zarr", workers=1)
+
+
+def test_a_build_that_died_right_after_its_switch_never_rewrites_the_published_version(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01",))
+    catalog, output = demo_catalog(tmp_path, raw), tmp_path / "gait.zarr"
+    publish = VersionedOutput.publish
+
+    def switch_then_die(self: VersionedOutput, version: str) -> None:
+        publish(self, version)
+        raise RuntimeError("the client died right after the switch")
+
+    monkeypatch.setattr(VersionedOutput, "publish", switch_then_die)
+    with pytest.raises(RuntimeError, match="right after the switch"):
+        build_store(catalog, output, workers=1)
+    monkeypatch.undo()
+    version = Path(f"{output}.versions") / "v0001"
+    written = {p: p.stat().st_mtime_ns for p in version.rglob("*") if p.is_file()}
+
+    again = build_store(catalog, output, workers=1)
+    assert again.up_to_date and again.version == "v0001"
+    assert {p: p.stat().st_mtime_ns for p in version.rglob("*") if p.is_file()} == written
