@@ -49,6 +49,8 @@ def test_hip_moment_tcn_follows_the_k2muse_protocol_and_learns(runs, demo_store)
     result = metrics(runs["hip-moment"])
     m = result["metrics"]
     assert result["store"]["version"] == "v0001"
+    # trained on the version, not on the moving name: a later publish changes nothing
+    assert result["store"]["version_url"] == f"{demo_store[0]}.versions/v0001"
     assert result["store"]["n_strides"] == demo_store[1]["n_strides"]
     # one demo subject: level walking (6 trials → 5 folds), ramps up and down (2 trials → 2)
     folds = {row["mode"]: (row["trials"], row["folds"]) for row in m["per_subject_mode"]}

@@ -18,7 +18,7 @@ import zarr
 from builder.errors import BuilderError, StoreError
 from builder.store import staging as staging_module
 from builder.store.layout import ARRAYS, create_template
-from builder.store.reader import open_store
+from builder.store.reader import open_store, pin_version
 from builder.store.staging import Staging, TrialOutcome
 from builder.store.versions import (
     SAFE_PUBLISHES_1D,
@@ -249,3 +249,16 @@ def test_an_output_from_before_ownership_markers_is_adopted(tmp_path: Path) -> N
     output.claim()
     assert not os.path.islink(output.path) and output.published() == "v0003"
     assert xr.open_zarr(output.url).x.values.tolist() == [3.0, 3.0, 3.0]
+
+
+def test_the_builders_own_readers_pin_the_version(tmp_path: Path) -> None:
+    output = versioned_output(str(tmp_path / "gait.zarr"))
+    expected = publish_store(output, 120, seed=1)
+    assert pin_version(output.url) == output.version_url("v0001")
+    assert pin_version(output.version_url("v0001")) == output.version_url("v0001")
+    ds = open_store(output.url)  # lazily, through the version's URL
+    for i in range(2 * SAFE_PUBLISHES_ND):  # far beyond what the moving name guarantees
+        publish_store(output, 90 + i, seed=20 + i)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(ds[name].values, values, err_msg=name)
+    assert pin_version(output.url) == output.version_url(f"v{1 + 2 * SAFE_PUBLISHES_ND:04d}")
