@@ -425,9 +425,6 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def _require_torch() -> None:
     import importlib.util
@@ -571,3 +568,7 @@ def _engines_verb(args: argparse.Namespace) -> int:
             )  # fmt: skip
         console.print(table)
     return 0
+
+
+if __name__ == "__main__":  # last: every handler above is defined by then
+    sys.exit(main())

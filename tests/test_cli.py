@@ -28,8 +28,18 @@ def test_help_everywhere(command: list[str]) -> None:
 
 def test_help_lists_the_commands() -> None:
     out = run_cli("--help").stdout
-    for command in ("run", "info", "export-index"):
+    for command in ("run", "info", "prune", "export-index"):
         assert command in out
+
+
+def test_the_cli_module_runs_as_a_script_too() -> None:
+    """`python -m builder.cli --help` raised NameError (its __main__ block ran before the
+    training handlers were defined)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "builder.cli", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: builder" in result.stdout
 
 
 def test_missing_catalogue_is_a_one_line_error(tmp_path: Path) -> None:
