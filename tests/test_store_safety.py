@@ -22,6 +22,13 @@ from helpers import build_store, copy_demo_subset, demo_catalog
 pytestmark = pytest.mark.cluster
 
 
+@pytest.fixture
+def one_subject(demo_root: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The demo's subject S01 copied: (raw folder, its catalogue, the output to build)."""
+    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01",))
+    return raw, demo_catalog(tmp_path, raw), tmp_path / "gait.zarr"
+
+
 def staged_npz(output: Path, catalog: Path, name: str) -> Path:
     """Where the build stages the strides of the raw file called ``name``."""
     specs, _ = expand_trials(load_catalog(str(catalog)), {})
@@ -30,10 +37,9 @@ def staged_npz(output: Path, catalog: Path, name: str) -> Path:
 
 
 def test_a_trial_that_could_not_be_staged_blocks_the_publish_and_a_rerun_finishes(
-    demo_root: Path, tmp_path: Path
+    one_subject: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01",))
-    catalog, output = demo_catalog(tmp_path, raw), tmp_path / "gait.zarr"
+    raw, catalog, output = one_subject
     first = build_store(catalog, output, workers=1)
 
     new = raw / "S01" / "walk_v0.80_i+0_t03.c3d"
@@ -57,10 +63,9 @@ def test_a_trial_that_could_not_be_staged_blocks_the_publish_and_a_rerun_finishe
 
 
 def test_fewer_strides_from_the_same_catalogue_are_never_published_silently(
-    demo_root: Path, tmp_path: Path
+    one_subject: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01",))
-    catalog, output = demo_catalog(tmp_path, raw), tmp_path / "gait.zarr"
+    raw, catalog, output = one_subject
     first = build_store(catalog, output, workers=1)
     for path in sorted((raw / "S01").glob("*.c3d"))[:2]:
         path.unlink()  # e.g. an unmounted folder: the files are simply not there
@@ -77,10 +82,9 @@ def test_fewer_strides_from_the_same_catalogue_are_never_published_silently(
 
 
 def test_run_refuses_an_output_holding_other_data_or_a_users_link(
-    demo_root: Path, tmp_path: Path
+    one_subject: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01",))
-    catalog = demo_catalog(tmp_path, raw)
+    _, catalog, _ = one_subject
     cli = [sys.executable, "-m", "builder", "run", "--no-progress", "--catalog", str(catalog)]
 
     theirs = tmp_path / "results"
@@ -101,10 +105,9 @@ def test_run_refuses_an_output_holding_other_data_or_a_users_link(
 
 
 def test_staged_results_of_files_gone_and_temporary_files_are_removed(
-    demo_root: Path, tmp_path: Path
+    one_subject: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01",))
-    catalog, output = demo_catalog(tmp_path, raw), tmp_path / "gait.zarr"
+    raw, catalog, output = one_subject
     gone = sorted((raw / "S01").glob("*.c3d"))[0]
     staged = staged_npz(output, catalog, gone.name)
     build_store(catalog, output, workers=1)
@@ -130,10 +133,9 @@ def test_a_build_fails_with_one_line_when_the_lock_is_held(tmp_path: Path) -> No
 
 
 def test_a_build_that_died_right_after_its_switch_never_rewrites_the_published_version(
-    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    one_subject: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S01",))
-    catalog, output = demo_catalog(tmp_path, raw), tmp_path / "gait.zarr"
+    _, catalog, output = one_subject
     publish = VersionedOutput.publish
 
     def switch_then_die(self: VersionedOutput, version: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import fsspec
 
 from builder.errors import BuilderError
+from builder.store._files import is_local
 
 MARKER = ".gait-builder"  # a small JSON file: what the builder made here, and when
 
@@ -36,7 +37,7 @@ def claim(fs: fsspec.AbstractFileSystem, path: str, kind: str, what: str) -> Non
     """
     path = path.rstrip("/")
     marker = f"{path}/{MARKER}"
-    if _is_local(fs) and os.path.islink(path):
+    if is_local(fs) and os.path.islink(path):
         raise NotOwnedError(
             f"{what}: is a symbolic link (to {os.readlink(path)}); the builder does not follow "
             "or re-point links it did not create; give the real folder or another name"
@@ -69,8 +70,3 @@ def _has_content(fs: fsspec.AbstractFileSystem, path: str) -> bool:
         return bool(fs.ls(path, detail=False))
     except FileNotFoundError:
         return False
-
-
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")

@@ -23,10 +23,9 @@ def pin_version(url: str, storage_options: dict[str, Any] | None = None) -> str:
     (``gait.zarr.versions/vNNNN``), which reads the same data for as long as it exists; a
     version URL, or a store the builder did not write, is returned as it is.
     """
-    _check_complete(url, storage_options)
+    metadata = _check_complete(url, storage_options)
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     path = path.rstrip("/")
-    metadata = json.loads(fs.cat_file(f"{path}/zarr.json"))
     version = metadata.get("attributes", {}).get("build_version")
     if not isinstance(version, str) or path.endswith(f"/{version}"):
         return url
@@ -90,7 +89,8 @@ def last_build(url: str, storage_options: dict[str, Any] | None = None) -> str |
     return None
 
 
-def _check_complete(url: str, storage_options: dict[str, Any] | None) -> None:
+def _check_complete(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """The root metadata of a complete store at ``url``; StoreError saying why otherwise."""
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     if not fs.exists(f"{path.rstrip('/')}/zarr.json"):
         if fs.exists(f"{path.rstrip('/')}.build"):
@@ -105,3 +105,4 @@ def _check_complete(url: str, storage_options: dict[str, Any] | None) -> None:
     if meta.get("zarr_format") != 3:
         status = last_build(url, storage_options) or "a build is under way or was killed"
         raise StoreError(f"{url}: no complete build yet; {status}")
+    return meta

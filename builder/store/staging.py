@@ -29,6 +29,7 @@ import numpy as np
 
 from builder.errors import StoreError
 from builder.records import StrideBatch, TrialSpec
+from builder.store._files import atomic_write, is_local
 from builder.store.ownership import MARKER, claim, marker_content, owned
 
 LOCK_HEARTBEAT_S = 30.0  # object stores: how often a build refreshes its lock
@@ -158,7 +159,7 @@ class Staging:
         self.url = output_url.rstrip("/") + ".build"
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
-        self.local = _is_local(self.fs)
+        self.local = is_local(self.fs)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -167,7 +168,7 @@ class Staging:
     def save_batch(self, key: str, batch: StrideBatch) -> None:
         buffer = io.BytesIO()
         np.savez(buffer, **{name: getattr(batch, name) for name in _BATCH_FIELDS})
-        self._atomic_write(self._path("trials", f"{key}.npz"), buffer.getvalue())
+        atomic_write(self.fs, self._path("trials", f"{key}.npz"), buffer.getvalue())
 
     def load_batch(self, key: str) -> StrideBatch:
         with self.fs.open(self._path("trials", f"{key}.npz"), "rb") as f:
@@ -175,7 +176,7 @@ class Staging:
             return StrideBatch(**{name: data[name] for name in _BATCH_FIELDS})
 
     def save_outcome(self, outcome: TrialOutcome) -> None:
-        self._atomic_write(self._path("trials", f"{outcome.key}.json"), outcome.to_json())
+        atomic_write(self.fs, self._path("trials", f"{outcome.key}.json"), outcome.to_json())
 
     def load_outcome(self, key: str) -> TrialOutcome | None:
         try:
@@ -200,7 +201,7 @@ class Staging:
             # resume state of a builder from before ownership markers: ours
             self.fs.pipe_file(self._path(MARKER), marker_content("staging"))
         claim(self.fs, self.root, "staging", self.url)
-        locking = self._local_lock if _is_local(self.fs) else self._object_store_lock
+        locking = self._local_lock if self.local else self._object_store_lock
         with locking() as taken_over:
             yield taken_over
 
@@ -216,7 +217,7 @@ class Staging:
             raise self._busy(_read_json(info) or {}, age_s=None) from None
         try:
             left = _read_json(info)  # still there: its build ended without releasing it
-            self._atomic_write(info, json.dumps(_me()).encode())
+            atomic_write(self.fs, info, json.dumps(_me()).encode())
             yield _taken_over(left, "it is no longer running") if left else None
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -284,10 +285,10 @@ class Staging:
         )
 
     # leftovers -----------------------------------------------------------------------
-    def remove_leftovers(self, keys: set[str]) -> int:
+    def remove_leftovers(self, keys: set[str]) -> None:
         """Under the lock, before processing: delete staged results of trials that are no
         longer in the trial table (their files changed or went away) and the temporary files
-        of writes that failed. Returns how many files went."""
+        of writes that failed."""
         try:
             names = self.fs.ls(self._path("trials"), detail=False)
         except FileNotFoundError:
@@ -298,14 +299,13 @@ class Staging:
             stem = base.split(".")[0] if not base.startswith(".") else ""
             if base.endswith(".tmp") or (stem and stem not in keys):
                 doomed.append(name)
-        if _is_local(self.fs):
+        if self.local:
             with contextlib.suppress(FileNotFoundError):
                 doomed += [
                     os.path.join(self.root, n) for n in os.listdir(self.root) if n.endswith(".tmp")
                 ]
         if doomed:
             self.fs.rm(doomed)
-        return len(doomed)
 
     # manifest ------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
@@ -316,8 +316,10 @@ class Staging:
             return {}
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        self._atomic_write(
-            self._path("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True).encode()
+        atomic_write(
+            self.fs,
+            self._path("manifest.json"),
+            json.dumps(manifest, indent=2, sort_keys=True).encode(),
         )
 
     def record_failure(self, reason: str, state: str = "failed") -> None:
@@ -332,23 +334,6 @@ class Staging:
                 failure=" ".join(reason.split()),
             )
             self.write_manifest(manifest)
-
-    def _atomic_write(self, path: str, data: bytes) -> None:
-        """Readers see the old file or the whole new one, never a torn write."""
-        if _is_local(self.fs):
-            directory = os.path.dirname(path)
-            os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.remove(tmp)  # a full or failing disk must not leave it behind
-                raise
-        else:
-            self.fs.pipe_file(path, data)  # a single object PUT is atomic on object stores
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
@@ -382,8 +367,3 @@ def _alive(holder: dict[str, Any]) -> bool:
     except (PermissionError, KeyError, ValueError, TypeError):
         return True
     return True
-
-
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")

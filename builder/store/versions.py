@@ -40,6 +40,7 @@ from typing import Any
 import fsspec
 
 from builder.errors import StoreError
+from builder.store._files import atomic_write, is_local
 from builder.store.ownership import MARKER, claim, marker_content
 
 _VERSION = re.compile(r"v(\d{4,})\Z")
@@ -85,7 +86,7 @@ class VersionedOutput:
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self.fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
-        self.local = _is_local(self.fs)
+        self.local = is_local(self.fs)
         self.path = os.path.abspath(path) if self.local else path.rstrip("/")
         self.versions_path = self.path + ".versions"
 
@@ -196,13 +197,14 @@ class VersionedOutput:
 
     def published_history(self) -> list[str]:
         """Versions published into the moving name, oldest first, whose keys may remain."""
-        return [entry["version"] for entry in self._history()]
+        return [entry["version"] for entry in self._history(self._marker())]
 
     def publish(self, version: str) -> None:
         """Make a complete ``version`` what ``<output>`` opens (see the module docstring)."""
-        history = [v for v in self.published_history() if v != version]
+        marker = self._marker()
+        history = [e for e in self._history(marker) if e["version"] != version]
         for ndim, window in ((2, SAFE_PUBLISHES_ND), (1, SAFE_PUBLISHES_1D)):
-            for previous in history[-window:]:
+            for previous in (e["version"] for e in history[-window:]):
                 if chunk_key_encoding(previous, ndim) == chunk_key_encoding(version, ndim):
                     raise StoreError(  # never expected: published numbers are consecutive
                         f"{self.url}: {version} would reuse the chunk keys of {previous}, "
@@ -214,14 +216,17 @@ class VersionedOutput:
         self._place([f"{source}/{k}" for k in body], [f"{self.path}/{k}" for k in body])
         self._place([f"{source}/zarr.json"], [f"{self.path}/zarr.json"])  # the switch, last
 
-        history = [e for e in self._history() if e["version"] != version]
         history.append({"version": version, "keys": body})
         live = history[-(SAFE_PUBLISHES_ND + 1) :]
         keep = {key for entry in live for key in entry["keys"]}
         stale = {key for entry in history[: -len(live)] for key in entry["keys"]} - keep
         if stale:
             self.fs.rm([f"{self.path}/{key}" for key in sorted(stale)])
-        self._write_history(live)
+        # The marker keeps what claim() wrote and records the keys a reader may still hold.
+        marker = marker or json.loads(marker_content("store"))
+        atomic_write(
+            self.fs, f"{self.path}/{MARKER}", json.dumps({**marker, "published": live}).encode()
+        )
 
     def _place(self, sources: list[str], targets: list[str]) -> None:
         """Put each source at its target in one atomic step, replacing what was there."""
@@ -244,24 +249,17 @@ class VersionedOutput:
                     os.remove(tmp)  # a failed publish leaves no temporary file behind
                 raise
 
-    def _history(self) -> list[dict[str, Any]]:
+    def _marker(self) -> dict[str, Any]:
         try:
             marker = json.loads(self.fs.cat_file(f"{self.path}/{MARKER}"))
         except (FileNotFoundError, ValueError):
-            return []
+            return {}
+        return marker if isinstance(marker, dict) else {}
+
+    @staticmethod
+    def _history(marker: dict[str, Any]) -> list[dict[str, Any]]:
         history = marker.get("published", [])
         return history if isinstance(history, list) else []
-
-    def _write_history(self, history: list[dict[str, Any]]) -> None:
-        marker = {**json.loads(marker_content("store")), "published": history}
-        data = json.dumps(marker).encode()
-        if self.local:
-            tmp = f"{self.path}/.{MARKER}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, f"{self.path}/{MARKER}")
-        else:
-            self.fs.pipe_file(f"{self.path}/{MARKER}", data)
 
     def _show_placeholder(self) -> None:
         if self.fs.exists(f"{self.path}/zarr.json"):
@@ -275,8 +273,3 @@ class VersionedOutput:
 def _relative(paths: list[str], root: str) -> list[str]:
     prefix = root.rstrip("/") + "/"
     return [p[len(prefix) :] for p in paths if p.startswith(prefix)]
-
-
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
