@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 from _report import publish  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from builder.build import BuildOptions, build  # noqa: E402
 from builder.catalog import bundled_catalog  # noqa: E402
 from builder.demo import ensure_demo_sources  # noqa: E402
+from builder.pipeline.run import BuildOptions, build  # noqa: E402
 from builder.processing.strides import time_normalise  # noqa: E402
 from builder.records import TimeSeries  # noqa: E402
 

@@ -23,7 +23,6 @@ import pywt  # noqa: E402
 import scipy  # noqa: E402
 from scipy import signal  # noqa: E402
 
-from builder.demo.emg_model import add_mains_hum, add_sensor_noise, synthesize_emg  # noqa: E402
 from builder.processing.emg import (  # noqa: E402
     EmgProcessing,
     bandpass,
@@ -32,6 +31,7 @@ from builder.processing.emg import (  # noqa: E402
     wavelet_denoise,
 )
 from builder.records import TimeSeries  # noqa: E402
+from builder.synthetic.emg_model import add_mains_hum, add_sensor_noise, synthesize_emg  # noqa: E402
 
 RATE = 2000.0
 SECONDS = 60

@@ -26,13 +26,13 @@ from builder.catalog import (  # noqa: E402
     load_catalog,
     resolve_metadata,
 )
+from builder.datasets import read_trial  # noqa: E402
 from builder.demo import ensure_demo_sources  # noqa: E402
 from builder.errors import SourceError  # noqa: E402
 from builder.processing import trial  # noqa: E402
 from builder.processing.emg import EmgProcessing  # noqa: E402
 from builder.processing.quality import GateResult  # noqa: E402
 from builder.records import TrialRecording  # noqa: E402
-from builder.sources import read_trial  # noqa: E402
 
 REPEATS = 3
 

@@ -34,9 +34,9 @@ import zarr  # noqa: E402
 from _report import publish  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from builder.build import BuildOptions, BuildResult, build  # noqa: E402
 from builder.catalog import bundled_catalog  # noqa: E402
 from builder.demo import ensure_demo_sources  # noqa: E402
+from builder.pipeline.run import BuildOptions, BuildResult, build  # noqa: E402
 
 TILE = 4  # the demo store's arrays repeated along their first axis, for volume
 FULL_RAW_GB = 700.0

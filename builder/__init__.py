@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "BuildOptions": "builder.build",
-    "BuildResult": "builder.build",
-    "build": "builder.build",
+    "BuildOptions": "builder.pipeline.run",
+    "BuildResult": "builder.pipeline.run",
+    "build": "builder.pipeline.run",
     "load_catalog": "builder.catalog",
     "expand_trials": "builder.catalog",
     "open_store": "builder.store.reader",
@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from builder.build import BuildOptions, BuildResult, build
     from builder.catalog import expand_trials, load_catalog
+    from builder.pipeline.run import BuildOptions, BuildResult, build
     from builder.store.reader import open_store, read_report
 
 

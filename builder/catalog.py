@@ -35,13 +35,14 @@ from typing import Any, Literal
 import fsspec
 import yaml
 from fsspec.implementations.local import LocalFileSystem
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from builder.conventions import ACTIVITIES, POPULATIONS, EmgKind
+from builder.datasets import available_adapters, catalog_files, get_adapter
 from builder.errors import CatalogError
+from builder.formats.files import within_root
 from builder.processing.emg import EmgProcessing
 from builder.records import RECORDING_METADATA, TrialSpec
-from builder.sources import available_adapters, get_adapter, within_root
 
 # Trial-table columns a path pattern may fill, and their types.
 _COLUMN_TYPES: dict[str, type] = {
@@ -125,10 +126,25 @@ class SourceEntry(BaseModel):
 
 
 class _Include(BaseModel):
+    """One included catalogue: a file (``path``), or ``datasets: registered`` for the entries
+    every registered dataset package ships (``builder/datasets/<name>/catalog.yaml``)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str  # relative to the including catalogue's folder
+    path: str | None = None  # relative to the including catalogue's folder
+    datasets: Literal["registered"] | None = None
     variables: dict[str, str] = Field(default_factory=dict)  # templates allowed
+
+    @model_validator(mode="after")
+    def _one_target(self) -> _Include:
+        if (self.path is None) == (self.datasets is None):
+            raise ValueError("an include names either a path or 'datasets: registered'")
+        return self
+
+    def targets(self, folder: Path) -> list[Path]:
+        if self.path is not None:
+            return [folder / self.path]
+        return catalog_files()
 
 
 class _CatalogMetadata(BaseModel):
@@ -232,13 +248,13 @@ def _load_into(
             raise CatalogError(f"{path}: source {name!r} is also declared in {sources[name].path}")
         sources[name] = CatalogSource(entry, path, variables, parsed.metadata.processing)
     for include in parsed.metadata.include:
-        where = f"{path}: include {include.path!r}"
+        where = f"{path}: include {include.path or include.datasets!r}"
         included_vars = {
             **variables,
             **{k: _render_templates(v, variables, where) for k, v in include.variables.items()},
         }
-        target = Path(resolved).parent / include.path
-        _load_into(str(target), included_vars, sources, digest, (*seen, resolved))
+        for target in include.targets(Path(resolved).parent):
+            _load_into(str(target), included_vars, sources, digest, (*seen, resolved))
     return parsed.metadata.description
 
 

@@ -276,8 +276,8 @@ def _positive_int(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from builder.build import BuildOptions, build
     from builder.catalog import bundled_catalog
+    from builder.pipeline.run import BuildOptions, build
 
     variables: dict[str, str] = {}
     catalog = args.catalog
@@ -304,7 +304,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from builder.build import prune
+    from builder.pipeline.run import prune
 
     removed, kept = prune(args.url, args.keep, storage_options(args.storage_options))
     Console(stderr=True).print(

@@ -95,7 +95,7 @@ class TrialRecording:
 
     ``sides`` may hold several :class:`SideRecording` per leg: a source that ships strides
     already cut (or time-normalised) gives one per stride, each spanning exactly its two heel
-    strikes (see :func:`builder.sources.segments.cycle_sides`). ``meta`` overrides trial-table
+    strikes (see :func:`builder.datasets.segments.cycle_sides`). ``meta`` overrides trial-table
     columns (keys from :data:`RECORDING_METADATA`) for this recording; activity tokens go
     through the catalogue's ``activity_map``. ``times_absolute`` is False when the source gives
     stride durations but no times: strides then carry no ``source_start_s``.

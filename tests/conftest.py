@@ -21,8 +21,8 @@ def demo_store(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     Read-only for the tests that share it."""
     from rich.console import Console
 
-    from builder.build import BuildOptions, build
     from builder.catalog import bundled_catalog
+    from builder.pipeline.run import BuildOptions, build
 
     from helpers import SMALL_LAYOUT
 

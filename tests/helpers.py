@@ -15,11 +15,12 @@ import yaml
 import zarr
 from rich.console import Console
 
-from builder.build import BuildOptions, BuildResult, build, process_trial
 from builder.catalog import bundled_catalog, expand_trials, load_catalog
-from builder.demo.datasets import MINIATURES, miniature_sources
+from builder.datasets import get_adapter
+from builder.datasets.miniatures import MINIATURES, miniature_sources
+from builder.formats.files import FileAccess
+from builder.pipeline.run import BuildOptions, BuildResult, build, process_trial
 from builder.records import SideRecording, TrialRecording, TrialSpec
-from builder.sources import FileAccess, get_adapter
 from builder.store.layout import ARRAYS, ChunkLayout
 from builder.store.staging import Staging, trial_key
 
@@ -113,7 +114,7 @@ def assert_same_arrays(a: Path, b: Path) -> None:
             assert (np.asarray(x) == np.asarray(y)).all(), spec.name
 
 
-# --- the miniature datasets (builder.demo.datasets) through catalogs/datasets.yaml --------------
+# --- the miniature datasets (builder.datasets.miniatures) through catalogs/datasets.yaml --------------
 
 
 def trial_specs(root: Path, *sources: str) -> list[TrialSpec]:
@@ -164,7 +165,7 @@ def spec_reader(specs: list[TrialSpec], root: Path, participant: str):
 
 
 def process_all(specs: dict[str, TrialSpec], folder: Path) -> dict[str, tuple[TrialSpec, Any, Any]]:
-    """Every spec through ``builder.build.process_trial`` into one staging store under
+    """Every spec through ``builder.pipeline.run.process_trial`` into one staging store under
     ``folder``; each must succeed: {name: (spec, outcome, staged batch)}."""
     staging = Staging(str(folder / "s.zarr"))
     out = {}

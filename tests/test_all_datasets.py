@@ -19,7 +19,7 @@ import yaml
 
 from builder.catalog import bundled_catalog
 from builder.conventions import MUSCLES
-from builder.demo.datasets import write_miniatures
+from builder.datasets.miniatures import write_miniatures
 
 pytestmark = pytest.mark.cluster
 

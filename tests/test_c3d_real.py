@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from builder.conventions import MUSCLES
+from builder.datasets.c3d.adapter import PLUG_IN_GAIT_MOMENTS
 from builder.errors import SourceError
 from builder.records import TrialRecording
-from builder.sources.c3d import PLUG_IN_GAIT_MOMENTS
 
 from helpers import REAL_DATA as REAL
 from helpers import read_c3d, side

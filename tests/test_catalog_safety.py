@@ -13,7 +13,7 @@ import yaml
 
 from builder.catalog import expand_trials, load_catalog
 from builder.errors import CatalogError, SourceError
-from builder.sources import FileAccess, within_root
+from builder.formats.files import FileAccess, within_root
 
 from helpers import build_store, copy_demo_subset, demo_catalog
 
@@ -114,7 +114,7 @@ def test_links_are_followed_inside_the_root_and_reported_out_of_it(
 # --- no pickle, no eval ------------------------------------------------------------------------
 
 # The one reviewed exception: the isolated reader's pipe between a worker and its own child
-# process (builder.sources.isolated) carries objects both sides built, never input bytes.
+# process (builder.pipeline.isolated) carries objects both sides built, never input bytes.
 PICKLE_ALLOWED = {"builder/sources/isolated.py"}
 
 

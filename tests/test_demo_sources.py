@@ -14,10 +14,10 @@ import yaml
 
 import builder.demo as demo
 from builder.conventions import JOINTS, MUSCLES, PLANES
-from builder.demo import c3d_writer
-from builder.demo import gait_model as gm
-from builder.demo.datasets import miniature_sources
-from builder.sources.c3d import C3DOptions
+from builder.datasets.c3d.adapter import C3DOptions
+from builder.datasets.miniatures import miniature_sources
+from builder.formats import c3d_writer
+from builder.synthetic import gait_model as gm
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "demo.yaml"
 HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))

@@ -7,7 +7,6 @@ import pytest
 import pywt
 from pydantic import ValidationError
 
-from builder.demo.emg_model import add_mains_hum, add_sensor_noise, synthesize_emg
 from builder.processing.emg import (
     EmgProcessing,
     bandpass,
@@ -20,6 +19,7 @@ from builder.processing.emg import (
     wavelet_denoise,
 )
 from builder.records import TimeSeries
+from builder.synthetic.emg_model import add_mains_hum, add_sensor_noise, synthesize_emg
 
 FS = 2000.0
 

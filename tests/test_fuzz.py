@@ -22,8 +22,8 @@ import xarray as xr
 from fuzzing import BASE_SEED, KINDS, Result, Target, memory_capped, mutation, run_all, summary
 from rich.console import Console
 
-from builder.build import BuildOptions, build
 from builder.catalog import bundled_catalog, expand_trials, load_catalog
+from builder.pipeline.run import BuildOptions, build
 from builder.records import TrialSpec
 
 from helpers import REAL_DATA, SMALL_LAYOUT, copy_demo_subset, demo_catalog, trial_specs

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from builder.conventions import MUSCLES
+from builder.datasets.c3d.adapter import PLUG_IN_GAIT_MOMENTS, classify_event, parse_event_name
 from builder.errors import SourceError
-from builder.sources import gait_events as ge
-from builder.sources.c3d import PLUG_IN_GAIT_MOMENTS, classify_event, parse_event_name
+from builder.processing import gait_events as ge
 
 from helpers import read_c3d, side
 

@@ -22,11 +22,11 @@ import pytest
 from rich.console import Console
 
 import builder
-from builder.build import BuildOptions, build, process_trial
 from builder.catalog import expand_trials, load_catalog
+from builder.pipeline import isolated
+from builder.pipeline.isolated import read_trial_isolated
+from builder.pipeline.run import BuildOptions, build, process_trial
 from builder.records import TrialSpec
-from builder.sources import isolated
-from builder.sources.isolated import read_trial_isolated
 from builder.store.staging import Staging, trial_key
 
 from helpers import copy_demo_subset, demo_catalog
@@ -132,8 +132,8 @@ def test_a_build_with_poisoned_files_completes(poisoned, tmp_path) -> None:
 SCRIPTED_CHILD = """
 import os, sys, time
 sys.path.insert(0, {repo!r})
-from builder.sources import SourceAdapter, register_adapter
-from builder.sources.isolated import _serve
+from builder.datasets import SourceAdapter, register_adapter
+from builder.pipeline.isolated import _serve
 
 
 def forever():

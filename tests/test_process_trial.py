@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import process_trial
 from builder.catalog import expand_trials, load_catalog
-from builder.sources import FileAccess, read_trial
+from builder.datasets import read_trial
+from builder.formats.files import FileAccess
+from builder.pipeline.run import process_trial
 from builder.store.staging import Staging, trial_key
 
 from helpers import copy_demo_subset, demo_catalog
@@ -121,7 +122,7 @@ def test_unexpected_errors_are_left_out_with_a_sentence(
     spec_and_staging, monkeypatch, error: Exception, expected: str
 ) -> None:
     """Issue 9, defect 12: never a bare exception string as the reason."""
-    from builder.sources.c3d import C3DAdapter
+    from builder.datasets.c3d.adapter import C3DAdapter
 
     spec, staging = spec_and_staging
 
@@ -136,7 +137,7 @@ def test_unexpected_errors_are_left_out_with_a_sentence(
 
 
 def test_errors_relayed_from_the_reader_process_are_sentences_too(spec_and_staging) -> None:
-    from builder.build import _what
+    from builder.pipeline.run import _what
 
     assert _what(RuntimeError("ValueError: zero-size array")) == "ValueError: zero-size array"
     assert _what(KeyError("platform")) == "KeyError: 'platform'"

@@ -11,11 +11,11 @@ import pytest
 from scipy import signal
 
 from builder.conventions import JOINTS, MUSCLES, PLANES
-from builder.demo import gait_model as gm
 from builder.processing import quality
 from builder.processing.emg import EmgProcessing, linear_envelope
 from builder.processing.trial import TrialStrides, build_strides
 from builder.records import SideRecording, TimeSeries, TrialRecording
+from builder.synthetic import gait_model as gm
 
 _KNEE, _HIP, _ANKLE = JOINTS.index("knee"), JOINTS.index("hip"), JOINTS.index("ankle")
 _FLEX, _ADD = PLANES.index("flexion"), PLANES.index("adduction")

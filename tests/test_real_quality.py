@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from builder.catalog import bundled_catalog, expand_trials, load_catalog
+from builder.datasets import read_trial
 from builder.processing.emg import EmgProcessing
 from builder.processing.trial import build_strides
-from builder.sources import read_trial
 
 from helpers import REAL_DATA, read_c3d, requires_real_data
 

@@ -24,9 +24,9 @@ from moto.server import ThreadedMotoServer
 from rich.console import Console
 from s3proxy import FaultyProxy
 
-from builder.build import BuildOptions, build
 from builder.catalog import bundled_catalog
 from builder.errors import BuilderError
+from builder.pipeline.run import BuildOptions, build
 from builder.store.layout import ARRAYS
 from builder.store.versions import SAFE_PUBLISHES_1D, SAFE_PUBLISHES_ND, VersionedOutput
 
@@ -82,7 +82,7 @@ def s3(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3
 
 
 def write_miniatures_subset(folder: Path) -> None:
-    from builder.demo import datasets as registry
+    from builder.datasets import miniatures as registry
 
     registry.miniature_sources()
     for source in MINIATURES:

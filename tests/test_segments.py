@@ -6,11 +6,11 @@ import numpy as np
 from scipy import signal
 
 from builder.conventions import MUSCLES
+from builder.datasets.mapping import joint_array, muscle_matrix
+from builder.datasets.segments import cycle_sides
 from builder.processing.emg import EmgProcessing
 from builder.processing.trial import build_strides
 from builder.records import TrialRecording
-from builder.sources.mapping import joint_array, muscle_matrix
-from builder.sources.segments import cycle_sides
 
 
 def test_time_normalised_strides_keep_their_curves_envelopes_and_masks() -> None:

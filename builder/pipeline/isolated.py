@@ -1,0 +1,248 @@
+"""Run adapters in a separate reader process, so that a malformed file cannot take a worker down.
+
+Native parsers do not all fail politely: on corrupted C3D files ezc3d segfaults or loops
+forever (seen while fuzzing). Each build worker therefore reads trials through one persistent
+child process (``python -m builder.pipeline.isolated``) that it talks to over two private pipes
+(length-prefixed pickles between our own processes; never input data). When the child dies,
+the trial is reported and a fresh child serves the next one. A ``subprocess`` rather than
+``multiprocessing``: Dask worker processes are daemonic and may not fork managed children.
+
+Timeouts escalate, so that a busy machine never takes a good file out of a build: a read that
+takes longer than the timeout ``T`` is stopped (the child killed) and tried again in a fresh
+child with ``4 T`` (``RETRY_FACTORS``); only when that attempt overruns too is the trial
+reported, as a file that hangs its parser (a ``SourceError``: permanent, since the next run
+would hang the same way). Only a trial that times out is read again, and the clock runs from
+the moment the child has started (imported the adapters) and received the trial, so neither a
+fresh child's start-up nor a previous attempt counts against a trial's limit. A child that does
+not start within ``STARTUP_TIMEOUT_S`` (or ``T``, if longer), or dies before it has, is an
+``OSError``: the machine's fault, not the file's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from builder.errors import SourceError
+from builder.records import TrialRecording, TrialSpec
+
+DEFAULT_TIMEOUT_S = 600.0
+# A read that overruns its limit is tried again in a fresh child with these multiples of the
+# timeout: a good file on a busy machine gets through, a file that hangs its parser does not.
+RETRY_FACTORS: tuple[float, ...] = (4.0,)
+# A fresh child imports numpy, scipy, ezc3d, h5py…: seconds on a loaded machine, never the file's.
+STARTUP_TIMEOUT_S = 120.0
+_HEADER = struct.Struct("<Q")
+# How the child is run (after the interpreter): tests run a script that adds test adapters.
+_CHILD: tuple[str, ...] = ("-m", "builder.pipeline.isolated")
+
+
+def read_time_limits(timeout_s: float) -> tuple[float, ...]:
+    """The limits, in seconds, of a trial's successive read attempts for ``timeout_s``; their
+    sum bounds the reading time of a file that hangs its parser (after start-up)."""
+    return (timeout_s, *(timeout_s * factor for factor in RETRY_FACTORS))
+
+
+def read_trial_isolated(
+    spec: TrialSpec, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> list[TrialRecording]:
+    """``get_adapter(spec.adapter).read_trial(spec, …)``, run in this process's reader child.
+
+    Raises SourceError when the file crashes the reader or hangs it through every attempt (see
+    the module docstring), and for the adapter's own SourceErrors; OSError for failures that
+    may pass (I/O, the reader killed from outside, e.g. out of memory, or not starting);
+    RuntimeError for anything else the adapter raised.
+    """
+    limits = read_time_limits(timeout_s)
+    with _LOCK:
+        for limit in limits:
+            try:
+                kind, payload = _call(spec, limit)
+                break
+            except TimeoutError:
+                continue  # _call killed the child: the next attempt starts a fresh one
+        else:
+            first, *retried = (f"{limit:g} s" for limit in limits)
+            again = f" and, retried, longer than {', then '.join(retried)}" if retried else ""
+            raise SourceError(
+                spec.url,
+                f"reading took longer than {first}{again}; stopped (the {spec.adapter} reader "
+                "hangs on this file?)",
+            )
+    if kind == "ok":
+        return payload
+    if kind == "source_error":
+        raise SourceError(*payload)
+    if kind == "transient":
+        raise OSError(payload)
+    raise RuntimeError(payload)
+
+
+def _call(spec: TrialSpec, timeout_s: float) -> tuple[str, Any]:
+    """One attempt in this process's child (started if needed); TimeoutError when the read
+    overran ``timeout_s``, the child then killed. Called under ``_LOCK``."""
+    global _READER
+    if _READER is None or not _READER.alive():
+        _READER = _Reader()
+    reader = _READER
+    try:
+        return reader.call(spec, timeout_s)
+    except _ReaderDied as died:
+        reader.close()
+        _READER = None
+        if not reader.ready:  # it died before it read the trial
+            raise OSError(f"the {spec.adapter} reader process failed to start ({died})") from None
+        if died.returncode == -signal.SIGKILL:
+            raise OSError(f"the {spec.adapter} reader was killed (out of memory?)") from None
+        raise SourceError(
+            spec.url,
+            f"the {spec.adapter} reader crashed on this file ({died}): malformed file?",
+        ) from None
+    except _StartupTimeout as slow:
+        reader.kill()
+        _READER = None
+        raise OSError(
+            f"the {spec.adapter} reader process did not start within {slow.limit_s:g} s "
+            "(machine overloaded?)"
+        ) from None
+    except TimeoutError:
+        reader.kill()
+        _READER = None
+        raise
+
+
+class _StartupTimeout(Exception):
+    """The child did not get ready in time: the machine's fault, not the file's."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        super().__init__(f"not ready within {limit_s:g} s")
+
+
+class _ReaderDied(Exception):
+    def __init__(self, returncode: int | None) -> None:
+        self.returncode = returncode
+        if returncode is not None and returncode < 0:
+            text = f"killed by {signal.Signals(-returncode).name}"
+        else:
+            text = f"exit code {returncode}"
+        super().__init__(text)
+
+
+class _Reader:
+    """One child process and the two pipes to it."""
+
+    def __init__(self) -> None:
+        request_read, self._request = os.pipe()
+        self._result, result_write = os.pipe()
+        self._process = subprocess.Popen(
+            [sys.executable, *_CHILD, str(request_read), str(result_write)],
+            pass_fds=(request_read, result_write),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # libraries may print; the channel is the pipe
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(request_read)
+        os.close(result_write)
+        self.ready = False  # until the child says it has imported the adapters
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def call(self, spec: TrialSpec, timeout_s: float) -> tuple[str, Any]:
+        try:
+            _write(self._request, pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+            if not self.ready:  # the child's imports are not the trial's time
+                startup_s = max(STARTUP_TIMEOUT_S, timeout_s)
+                try:
+                    self._receive(time.monotonic() + startup_s)  # ("ready", None)
+                except TimeoutError:
+                    raise _StartupTimeout(startup_s) from None
+                self.ready = True
+            return self._receive(time.monotonic() + timeout_s)
+        except (BrokenPipeError, EOFError):
+            raise _ReaderDied(self._process.wait()) from None
+
+    def _receive(self, deadline: float) -> tuple[str, Any]:
+        (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline))
+        result: tuple[str, Any] = pickle.loads(self._read(size, deadline))
+        return result
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        chunks, remaining = [], n
+        while remaining:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([self._result], [], [], wait)[0]:
+                raise TimeoutError
+            chunk = os.read(self._result, min(remaining, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        self.close()
+
+    def close(self) -> None:
+        for fd in (self._request, self._result):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _write(fd: int, payload: bytes) -> None:
+    view = memoryview(_HEADER.pack(len(payload)) + payload)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+_LOCK = threading.Lock()
+_READER: _Reader | None = None
+
+
+@atexit.register
+def _stop_reader() -> None:
+    if _READER is not None and _READER.alive():
+        _READER.close()  # the child sees end-of-file and exits
+
+
+# --- the child ------------------------------------------------------------------------------
+
+
+def _serve(request_fd: int, result_fd: int) -> None:
+    from builder.datasets import read_trial
+
+    # Ready: the parent starts a trial's clock only now (imports take seconds on a busy machine).
+    _write(result_fd, pickle.dumps(("ready", None), protocol=pickle.HIGHEST_PROTOCOL))
+    with os.fdopen(request_fd, "rb") as requests:
+        while True:
+            header = requests.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                return  # the worker went away
+            spec: TrialSpec = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
+            try:
+                result: tuple[str, Any] = ("ok", read_trial(spec))
+            except SourceError as exc:
+                result = ("source_error", (exc.path, exc.problem))
+            except (OSError, TimeoutError, MemoryError) as exc:
+                result = ("transient", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # the worker reports it with the trial
+                result = ("error", f"{type(exc).__name__}: {exc}")
+            _write(result_fd, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
