@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from collections.abc import Mapping
 from functools import cache
 from importlib import import_module, resources
 from importlib.metadata import entry_points
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 from builder.datasets.base import SourceAdapter
 from builder.records import TrialRecording, TrialSpec
@@ -140,9 +142,12 @@ def miniature_modules() -> list[str]:
     return modules
 
 
-def read_trial(spec: TrialSpec) -> list[TrialRecording]:
-    """``spec``'s recordings through its adapter, its files confined to the source's root."""
+def read_trial(
+    spec: TrialSpec, storage_options: Mapping[str, Any] | None = None
+) -> list[TrialRecording]:
+    """``spec``'s recordings through its adapter, its files confined to the source's root;
+    ``storage_options`` are fsspec's for the source's URLs (credentials, endpoint)."""
     from builder.formats.files import FileAccess
 
-    with FileAccess(spec.storage_options, root=spec.root or None) as files:
+    with FileAccess(dict(storage_options or {}), root=spec.root or None) as files:
         return get_adapter(spec.adapter).read_trial(spec, files)

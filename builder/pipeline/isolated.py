@@ -234,7 +234,7 @@ def _serve(request_fd: int, result_fd: int) -> None:
                 return  # the worker went away
             spec: TrialSpec = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
             try:
-                result: tuple[str, Any] = ("ok", read_trial(spec))
+                result: tuple[str, Any] = ("ok", read_trial(spec, spec.storage_options))
             except SourceError as exc:
                 result = ("source_error", (exc.path, exc.problem))
             except (OSError, TimeoutError, MemoryError) as exc:

@@ -349,7 +349,7 @@ def process_trial(
     """
     stage = f"reading it with the {spec.adapter} adapter"
     try:
-        recordings = read_trial_isolated(spec, read_timeout_s) if isolate else read_trial(spec)
+        recordings = read_trial_isolated(spec, read_timeout_s) if isolate else read_trial(spec, spec.storage_options)
         stage = "checking the catalogue's EMG processing settings"
         settings = EmgProcessing.model_validate(spec.processing)
         stage = "cutting and processing its strides"
