@@ -24,7 +24,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from _report import publish  # noqa: E402
-from rich.console import Console  # noqa: E402
 
 from builder.catalog import bundled_catalog  # noqa: E402
 from builder.demo import ensure_demo_sources  # noqa: E402
@@ -85,9 +84,9 @@ def bench_builds() -> list[str]:
                 variables={"demo_root": str(root)},
             )
             start = time.perf_counter()
-            result = build(catalog, options, console=Console(quiet=True))
+            result = build(catalog, options)
             wall = time.perf_counter() - start
-            stages = result.report["timings_s"]
+            stages = result.report.timings_s
             rows.append((workers, wall, stages, result.n_strides))
     base = rows[0][1]
     lines = [

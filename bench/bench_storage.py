@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 import s3fs  # noqa: E402
 import zarr  # noqa: E402
 from _report import publish  # noqa: E402
-from rich.console import Console  # noqa: E402
 
 from builder.catalog import bundled_catalog  # noqa: E402
 from builder.demo import ensure_demo_sources  # noqa: E402
@@ -85,7 +84,7 @@ def demo_build(
         storage_options=storage_options,
     )
     start = time.perf_counter()
-    result = build(str(bundled_catalog("demo")), options, console=Console(quiet=True))
+    result = build(str(bundled_catalog("demo")), options)
     return time.perf_counter() - start, result
 
 
@@ -111,16 +110,16 @@ def bench_builds(root: Path, server: Server, folder: Path) -> tuple[list[str], d
     ]
     local2 = rows[1][2]
     for label, workers, wall, result in rows:
-        t = result.report["timings_s"]
+        t = result.report.timings_s
         lines.append(
             f"| {label} | {wall:.1f} | {t['processing']:.1f} | {t['writing']:.1f} "
             f"| {raw_mb / t['processing'] / workers:.1f} "
             f"| {result.n_strides / t['processing'] / workers:.0f} "
             f"| {wall / local2:.2f}× |"
         )
-    one = rows[0][3].report["timings_s"]
-    two = rows[1][3].report["timings_s"]
-    s3_two = rows[2][3].report["timings_s"]
+    one = rows[0][3].report.timings_s
+    two = rows[1][3].report.timings_s
+    s3_two = rows[2][3].report.timings_s
     n = rows[0][3].n_strides
     figures = {
         "efficiency_2": one["processing"] / two["processing"] / 2,

@@ -38,7 +38,8 @@ from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from builder.conventions import ACTIVITIES, POPULATIONS, EmgKind
-from builder.datasets import available_adapters, catalog_files, get_adapter
+from builder.datasets import adapter_class, available_adapters, catalog_files
+from builder.datasets.registry import kinds_refused
 from builder.errors import CatalogError
 from builder.formats.files import within_root
 from builder.processing.emg import EmgProcessing
@@ -265,7 +266,8 @@ def expand_trials(
 
     Entries that cannot produce trials (no such adapter yet, no files, pattern unreachable)
     are returned as :class:`UnavailableSource` instead of raising, so that one missing dataset
-    never stops the others from building.
+    never stops the others from building. ``storage_options`` serve to list the files only;
+    the specs do not carry them.
     """
     trials: list[TrialSpec] = []
     unavailable: list[UnavailableSource] = []
@@ -292,12 +294,14 @@ def _expand_source(
     entry = source.entry
     where = f"{source.path}: source {name!r}"
     try:
-        adapter = get_adapter(entry.driver)
+        adapter = adapter_class(entry.driver)
     except KeyError:
         known = ", ".join(available_adapters())
         raise _Unavailable(
             f"no adapter for driver {entry.driver!r} yet (available: {known})"
         ) from None
+    if entry.metadata.emg_kind not in adapter.emg_kinds:
+        raise CatalogError(f"{where}: metadata.{kinds_refused(entry.metadata.emg_kind, adapter)}")
     adapter_args = {k: v for k, v in entry.args.items() if k not in ("urlpath", "root")}
     try:
         options = adapter.options_model.model_validate(adapter_args)
@@ -353,7 +357,6 @@ def _expand_source(
                 activity_map=dict(meta.activity_map),
                 options=options.model_dump(mode="json"),
                 processing=processing.model_dump(mode="json"),
-                storage_options=storage_options,
                 root=root,
             )
         )

@@ -5,16 +5,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from builder.errors import BuilderError
+from builder.pipeline.options import BuildOptions  # light: no Dask before a command runs
+from builder.training.names import MODEL_NAMES
 
-DEFAULT_OUTPUT = "gait.zarr"
+_BUILD = BuildOptions()  # the library's defaults
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--output",
         metavar="URL",
-        default=DEFAULT_OUTPUT,
+        default=_BUILD.output,
         help="store to write (default: %(default)s)",
     )
     run.add_argument(
@@ -88,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "--read-timeout",
         metavar="SECONDS",
         type=float,
-        default=600.0,
+        default=_BUILD.read_timeout_s,
         help=(
             "a trial whose reader takes longer is retried once with 4x the limit, then left "
             "out (default: %(default)g)"
@@ -154,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
-    models = ("hip-moment", "emg-torque", "gait-phase")  # builder.training.reference.MODELS
+    models = MODEL_NAMES
     train = sub.add_parser(
         "train",
         help="train a reference model on a store (needs the train extra: PyTorch)",
@@ -168,18 +181,19 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument("model", choices=models, help="which reference model")
     train.add_argument(
-        "--store", metavar="URL", default=DEFAULT_OUTPUT, help="store (default: %(default)s)"
+        "--store", metavar="URL", default=_BUILD.output, help="store (default: %(default)s)"
     )
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/<model>)")
-    train.add_argument("--seed", type=int, default=0, help="seed of splits, weights and batches")
-    train.add_argument("--epochs", type=_positive_int, default=60, help="(default: %(default)s)")
-    train.add_argument("--batch-strides", type=_positive_int, default=32, help="strides per batch")
+    # Left unset, these take TrainSettings' defaults (builder.training.loop), which import PyTorch.
+    train.add_argument("--seed", type=int, help="seed of splits, weights and batches")
+    train.add_argument("--epochs", type=_positive_int, help="training epochs")
+    train.add_argument("--batch-strides", type=_positive_int, help="strides per batch")
     train.add_argument(
         "--max-subjects",
         type=_positive_int,
         help="train on the first N subjects only (stable order)",
     )
-    train.add_argument("--loader-workers", type=int, default=0, help="DataLoader worker processes")
+    train.add_argument("--loader-workers", type=int, help="DataLoader worker processes")
     for column in ("dataset", "activity", "side", "population", "emg-kind"):
         train.add_argument(f"--{column}", action="append", default=[], metavar="VALUE",
                            help=f"only strides with this {column} (repeatable)")  # fmt: skip
@@ -256,15 +270,15 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
-def storage_options(pairs: list[tuple[str, object]]) -> dict[str, object]:
+def storage_options(pairs: list[tuple[str, object]]) -> dict[str, Any]:
     """``[("client_kwargs.region_name", "x")]`` → ``{"client_kwargs": {"region_name": "x"}}``."""
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     for key, value in pairs:
         *parents, leaf = key.split(".")
         node = options
         for parent in parents:
-            node = node.setdefault(parent, {})  # type: ignore[assignment]
-        node[leaf] = value  # type: ignore[index]
+            node = node.setdefault(parent, {})
+        node[leaf] = value
     return options
 
 
@@ -277,15 +291,15 @@ def _positive_int(text: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from builder.catalog import bundled_catalog
-    from builder.pipeline.run import BuildOptions, build
+    from builder.pipeline.run import build
 
+    err = Console(stderr=True)  # messages and progress bars share it
     variables: dict[str, str] = {}
     catalog = args.catalog
     if catalog is None:
         from builder.demo import ensure_demo_sources
 
-        console = Console(stderr=True)
-        console.print("Writing the built-in demo's raw sources (once, into the cache folder)…")
+        err.print("Writing the built-in demo's raw sources (once, into the cache folder)…")
         variables["demo_root"] = str(ensure_demo_sources())
         catalog = str(bundled_catalog("demo"))
     options = BuildOptions(
@@ -299,8 +313,77 @@ def _run(args: argparse.Namespace) -> int:
         allow_partial=args.allow_partial,
         storage_options=storage_options(args.storage_options),
     )
-    build(catalog, options)
+    bars = _StageBars(err)
+    try:
+        with _messages_to(err):
+            build(catalog, options, on_progress=bars)
+    finally:
+        bars.close()  # a stage cut short by an error
     return 0
+
+
+class _StageBars:
+    """``build()``'s progress (an :class:`~builder.pipeline.progress.OnProgress`): one rich
+    bar per stage, left on screen when the stage ends."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if done == 0 or self._bar is None or self._task is None:
+            self.close()
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            self._bar = Progress(*columns, console=self._console, transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(stage, total=total)
+        self._bar.update(self._task, completed=done)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar, self._task = None, None
+
+
+class _ConsoleHandler(logging.Handler):
+    """The ``builder`` logger's messages on a rich console: warnings in yellow."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.INFO)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            style = "yellow" if record.levelno >= logging.WARNING else None
+            text = record.getMessage()
+            self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def _messages_to(console: Console) -> Iterator[None]:
+    """The library's messages (logger ``builder``) on ``console`` while the command runs."""
+    logger = logging.getLogger("builder")
+    handler = _ConsoleHandler(console)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # printed here, not again by a root handler
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _prune(args: argparse.Namespace) -> int:
@@ -316,27 +399,27 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from builder.pipeline.report import read_build_report
     from builder.store.reader import (
         last_build,
         open_group,
         pin_version,
-        read_report,
         stride_counts,
         stride_table,
     )
 
     so = storage_options(args.storage_options)
     url = pin_version(args.url, so)  # every figure below from one version
-    report = read_report(url, so)
+    report = read_build_report(url, so)
     counts = stride_counts(stride_table(url, so))
     out = Console()
     if status := last_build(args.url, so):
         out.print(
-            f"[bold yellow]Note:[/] {escape(status)}. Shown below: version {report['version']}, "
-            f"built {report['created']}.",
+            f"[bold yellow]Note:[/] {escape(status)}. Shown below: version {report.version}, "
+            f"built {report.created}.",
             highlight=False,
         )
-    table = Table(title=f"{args.url} — version {report['version']}, {report['n_strides']} strides")
+    table = Table(title=f"{args.url} — version {report.version}, {report.n_strides} strides")
     for column in ("dataset", "activity", "side", "strides", "% of total"):
         table.add_column(column, justify="right" if column in ("strides", "% of total") else "left")
     for dataset, group in counts.groupby("dataset", sort=True):
@@ -354,7 +437,9 @@ def _info(args: argparse.Namespace) -> int:
             end_section=True,
         )
     out.print(table)
-    for dataset, source in sorted(open_group(url, so).attrs.get("datasets", {}).items()):
+    attrs = open_group(url, so).attrs.asdict()
+    sources = cast(dict[str, dict[str, str]], attrs.get("datasets", {}))  # JSON, as written
+    for dataset, source in sorted(sources.items()):
         out.print(
             f"[bold]{dataset}[/] ({source['licence']}): cite {source['citation']}", highlight=False
         )
@@ -362,11 +447,11 @@ def _info(args: argparse.Namespace) -> int:
     if url != args.url:
         out.print(f"This version, unchanged until pruned: {url}", highlight=False)
     out.print(
-        f"Build report: {report['n_trials_built']} trials built, "
-        f"{report['n_trials_left_out']} left out, "
-        f"{len(report['sources_unavailable'])} sources unavailable."
+        f"Build report: {report.n_trials_built} trials built, "
+        f"{report.n_trials_left_out} left out, "
+        f"{len(report.sources_unavailable)} sources unavailable."
     )
-    if quality := report.get("quality"):
+    if quality := report.quality:
         from builder.processing.quality import CHECK_DESCRIPTIONS, KINDS
 
         gate = Table(title="Left out by the quality gate (stride-components)")
@@ -378,24 +463,27 @@ def _info(args: argparse.Namespace) -> int:
         out.print(gate)
         for check in sorted({c for checks in quality.values() for c in checks}):
             out.print(f"  {check}: {CHECK_DESCRIPTIONS.get(check, '')}", highlight=False)
-    if report["trials_left_out"]:
+    if report.trials_left_out:
         left = Table(title="Trials left out")
         left.add_column("trial")
         left.add_column("reason")
-        for entry in report["trials_left_out"]:
-            left.add_row(entry["trial"], entry["reason"])
+        for entry in report.trials_left_out:
+            left.add_row(entry.trial, entry.reason)
         out.print(left)
-    if report["sources_unavailable"]:
+    if report.sources_unavailable:
         gone = Table(title="Sources unavailable")
         gone.add_column("source")
         gone.add_column("reason")
-        for entry in report["sources_unavailable"]:
-            gone.add_row(entry["source"], entry["reason"])
+        for unavailable in report.sources_unavailable:
+            gone.add_row(unavailable.source, unavailable.reason)
         out.print(gone)
     return 0
 
 
 def _export_index(args: argparse.Namespace) -> int:
+    import numpy as np
+    import zarr
+
     from builder.store.index_hdf5 import write_stride_index
     from builder.store.reader import open_group, pin_version, stride_table
 
@@ -406,8 +494,8 @@ def _export_index(args: argparse.Namespace) -> int:
     try:
         write_stride_index(
             args.to,
-            group["stride_starts"][:],
-            group["stride_ends"][:],
+            np.asarray(cast(zarr.Array, group["stride_starts"])[:]),
+            np.asarray(cast(zarr.Array, group["stride_ends"])[:]),
             {name: table[name].to_numpy() for name in table.columns},
         )
     except OSError as exc:
@@ -423,7 +511,6 @@ def _report(args: argparse.Namespace) -> int:
     index = write_report(args.url, out, storage_options=storage_options(args.storage_options))
     Console(stderr=True).print(f"Wrote {index}", highlight=False)
     return 0
-
 
 
 def _require_torch() -> None:
@@ -451,15 +538,17 @@ def _train(args: argparse.Namespace) -> int:
         populations=tuple(args.population),
         emg_kinds=tuple(args.emg_kind),
     )
+    given: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("seed", "epochs", "batch_strides", "loader_workers")
+        if getattr(args, name) is not None
+    }  # the others: TrainSettings' defaults
     settings = TrainSettings(
         source=StoreSource(args.store, storage_options(args.storage_options)),
         query=query,
-        seed=args.seed,
-        epochs=args.epochs,
-        batch_strides=args.batch_strides,
-        loader_workers=args.loader_workers,
         max_subjects=args.max_subjects,
         progress=not args.no_progress,
+        **given,
     )
     out = Path(args.out or f"runs/{args.model}")
     files = train(args.model, settings, out)
@@ -560,7 +649,7 @@ def _engines_verb(args: argparse.Namespace) -> int:
             if r.problem:  # skipped, with a warning
                 continue
             m = r.manifest or {}
-            store = m.get("store") if isinstance(m.get("store"), dict) else {}
+            store = m["store"] if isinstance(m.get("store"), dict) else {}
             table.add_row(
                 r.model, r.version, str(m.get("created", "")),
                 f"{store.get('version', '')} {store.get('fingerprint', '')}".strip(),

@@ -196,8 +196,8 @@ def parse_unit(unit: str, expect: UnitQuantity | None = None) -> Unit:
     parsed: Unit | None = None
     if len(parts) == 1 and (simple := _atom(parts[0], expect)):
         parsed = Unit(*simple)
-    elif len(parts) == 1 and (length := _moment_atom(parts[0])) is not None:
-        parsed = Unit("moment", length)
+    elif len(parts) == 1 and (moment_length := _moment_atom(parts[0])) is not None:
+        parsed = Unit("moment", moment_length)
     elif len(parts) == 2:
         force, length = _atom(parts[0], "force"), _atom(parts[1], "length")
         if force and length and force[0] == "force" and length[0] == "length":

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from builder.datasets.miniatures import miniature_sources, write_miniatures
-from builder.formats.c3d_writer import STYLES, write_c3d
+from builder.synthetic.c3d_writer import STYLES, write_c3d
 from builder.synthetic.gait_model import SimulatedTrial, SubjectParams, simulate_trial
 
 # Bump whenever the generated files change, so caches of older versions are not reused.
@@ -46,7 +46,7 @@ class DemoSubject:
     subject_id: str
     height_m: float
     mass_kg: float
-    style: str  # a key of builder.formats.c3d_writer.STYLES
+    style: str  # a key of builder.synthetic.c3d_writer.STYLES
     mains_hum: bool
     nonzero_first_frame: bool
 

@@ -119,6 +119,7 @@ class TrialSpec:
     """One row of the trial table: a raw trial and everything needed to build it.
 
     Picklable and hashable by content, so it can travel to Dask workers and key their results.
+    It carries no storage options (credentials): the pipeline hands those to the task once.
     """
 
     source: str  # catalogue entry name
@@ -140,7 +141,6 @@ class TrialSpec:
     activity_map: dict[str, str] = field(default_factory=dict)  # source token -> vocabulary
     options: dict[str, Any] = field(default_factory=dict)  # adapter options (validated)
     processing: dict[str, Any] = field(default_factory=dict)  # EMG processing settings
-    storage_options: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     root: str = field(default="", compare=False, repr=False)  # files outside it are refused
 
     @property

@@ -24,7 +24,7 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array
@@ -32,10 +32,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from builder._version import __version__
 from builder.conventions import ACTIVITIES, MUSCLE_ABBREVIATIONS
 from builder.errors import BuilderError
+from builder.pipeline.report import BuildReport, read_build_report
 from builder.processing.quality import CHECK_DESCRIPTIONS, KINDS
-from builder.store.reader import open_store, pin_version, read_report
+from builder.store.reader import open_store, pin_version
 
 # Signal variables, their masks and the non-stride dims of their components.
 _SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -128,10 +130,12 @@ def _moments(ds: xr.Dataset) -> xr.Dataset:
                 dense = dense.round().astype(np.int64)  # counts of strides or samples
             out[f"{name}_{stat}"] = xr.DataArray(dense, dims=("group", *dims))
     return xr.Dataset(out).assign_coords(
-        dataset=("group", np.asarray([g[0] for g in groups], dtype=object)),
-        activity=("group", np.asarray([g[1] for g in groups], dtype=object)),
-        gait_cycle_pct=("sample", np.asarray(ds["gait_cycle_pct"].values)),
-        **{dim: ds[dim].values for dim in ("joint", "plane", "muscle")},
+        {
+            "dataset": ("group", np.asarray([g[0] for g in groups], dtype=object)),
+            "activity": ("group", np.asarray([g[1] for g in groups], dtype=object)),
+            "gait_cycle_pct": ("sample", np.asarray(ds["gait_cycle_pct"].values)),
+            **{dim: ds[dim].values for dim in ("joint", "plane", "muscle")},
+        }
     )
 
 
@@ -242,7 +246,8 @@ def _curves(moments: xr.Dataset, activity: str | None) -> xr.Dataset:
         mean = (total / count).where(count > 0)
         var = ((squares - total * total / count) / (count - 1)).where(count > 1)
         out[f"{name}_mean"] = mean.astype(np.float32)
-        out[f"{name}_sd"] = np.sqrt(var.clip(min=0.0)).astype(np.float32)
+        sd = cast(xr.DataArray, np.sqrt(var.clip(min=0.0)))  # numpy's stubs lose the type
+        out[f"{name}_sd"] = sd.astype(np.float32)
         out[f"{name}_n"] = per_dataset[f"{name}_n"]
         out[f"{name}_any"] = per_dataset[f"{name}_any"]
     curves = xr.Dataset(out)
@@ -341,7 +346,7 @@ def _plot_curves(
             ax.set_ylabel(ylabel, fontsize=9)
         absent, partial = [], []
         for dataset in datasets:
-            sel = curves.sel(dataset=dataset, **cell)
+            sel = curves.sel({"dataset": dataset, **cell})
             n = int(sel[f"{name}_n"])
             if n == 0:
                 absent.append(dataset)
@@ -471,7 +476,7 @@ def write_report(
 ) -> Path:
     """Write the quality report of the store at ``url`` into ``out_dir``; return index.html."""
     url = pin_version(url, storage_options)  # the report and the figures from one version
-    report = read_report(url, storage_options)
+    report = read_build_report(url, storage_options)
     ds = open_store(url, storage_options)
     out = Path(out_dir)
     figures = out / "figures"
@@ -526,7 +531,7 @@ def write_report(
     except OSError as exc:
         raise BuilderError(f"{out}: cannot write the report ({exc})") from None
 
-    page = _html(url, ds.attrs, report, table, counts, moments, activities, curve_figures)
+    page = _html(url, report, table, counts, moments, activities, curve_figures)
     index = out / "index.html"
     try:
         index.write_text(page, encoding="utf-8")
@@ -626,8 +631,7 @@ def _quality_table(quality: dict[str, dict[str, dict[str, int]]]) -> str:
 
 def _html(
     url: str,
-    attrs: dict[str, Any],
-    report: dict[str, Any],
+    report: BuildReport,
     table: pd.DataFrame,
     counts: pd.DataFrame,
     moments: xr.Dataset,
@@ -662,19 +666,16 @@ def _html(
 
     # Build
     meta_rows = [
-        ("build version", report.get("version", attrs.get("build_version", "?"))),
-        ("built", report.get("created", attrs.get("created", "?"))),
-        ("builder version", report.get("builder_version", attrs.get("builder_version", "?"))),
-        ("catalogue", report.get("catalog", attrs.get("catalog", "?"))),
-        ("catalogue sha256", report.get("catalog_sha256", "?")),
+        ("build version", report.version),
+        ("built", report.created),
+        ("builder version", report.builder_version),
+        ("catalogue", report.catalog),
+        ("catalogue sha256", report.catalog_sha256),
         ("strides", total),
         ("datasets", table["dataset"].nunique()),
-        ("trials built", report.get("n_trials_built", "?")),
-        (
-            "trials left out",
-            report.get("n_trials_left_out", len(report.get("trials_left_out", []))),
-        ),
-        ("sources unavailable", len(report.get("sources_unavailable", []))),
+        ("trials built", report.n_trials_built),
+        ("trials left out", report.n_trials_left_out),
+        ("sources unavailable", len(report.sources_unavailable)),
     ]
     parts.append('<h2 id="build">Build</h2><table class="meta"><tbody>')
     parts += [f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in meta_rows]
@@ -684,7 +685,7 @@ def _html(
     per_dataset = table.groupby("dataset").agg(
         strides=("activity", "size"), subjects=("patient_id", "nunique")
     )
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for dataset, row in per_dataset.iterrows():
         rows.append(
             (dataset, row.subjects, row.strides, f"{100.0 * row.strides / max(total, 1):.2f}")
@@ -741,7 +742,7 @@ def _html(
         "store was written, per dataset and check; each trial's notes in the build report say "
         "which component of which stride and why.</p>"
     )
-    parts.append(_quality_table(report.get("quality", {})))
+    parts.append(_quality_table(report.quality))
 
     # Curves
     parts.append('<h2 id="curves">Ensemble curves</h2>')
@@ -807,41 +808,32 @@ def _html(
         )
 
     # Left out and unavailable
-    left = report.get("trials_left_out", [])
+    left = report.trials_left_out
     parts.append(f'<h2 id="left-out">Trials left out ({len(left)})</h2>')
     if left:
         parts.append(
             _table(
                 ("trial", "source", "file", "reason"),
-                (
-                    (e.get("trial", ""), e.get("source", ""), e.get("url", ""), e.get("reason", ""))
-                    for e in left
-                ),
+                ((e.trial, e.source, e.url, e.reason) for e in left),
                 set(),
             )
         )
     else:
         parts.append('<p class="ok">None: every trial of the catalogue was built.</p>')
-    gone = report.get("sources_unavailable", [])
+    gone = report.sources_unavailable
     parts.append(f'<h2 id="unavailable">Sources unavailable ({len(gone)})</h2>')
     if gone:
         parts.append(
             _table(
                 ("source", "reason"),
-                ((e.get("source", ""), e.get("reason", "")) for e in gone),
+                ((e.source, e.reason) for e in gone),
                 set(),
             )
         )
     else:
         parts.append('<p class="ok">None.</p>')
     parts.append(
-        f'<p class="muted">Generated by gait-builder {_e(_builder_version())} from build '
-        f"{_e(report.get('version', '?'))} of {_e(url)}.</p></body></html>"
+        f'<p class="muted">Generated by gait-builder {_e(__version__)} from build '
+        f"{_e(report.version)} of {_e(url)}.</p></body></html>"
     )
     return "\n".join(parts) + "\n"
-
-
-def _builder_version() -> str:
-    import builder
-
-    return builder.__version__

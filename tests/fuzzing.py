@@ -1,5 +1,5 @@
 """Seeded mutations of real input files, and the worker that runs them through the real
-pipeline path (``builder.pipeline.run.process_trial`` with isolated readers); for tests/test_fuzz.py.
+pipeline path (``builder.pipeline.trial.process_trial`` with isolated readers); for tests/test_fuzz.py.
 
 A mutation is a pure function of (original bytes, file kind, seed): :func:`mutation` gives the
 same description and bytes for the same seed, so any input a test reports can be rebuilt with
@@ -38,7 +38,7 @@ import numpy as np
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
 from builder.pipeline.isolated import STARTUP_TIMEOUT_S, read_time_limits
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.processing.strides import MAX_STRIDE_S, MIN_STRIDE_S
 from builder.records import StrideBatch, TrialSpec
 from builder.store.staging import Staging, TrialOutcome, trial_key

@@ -1,11 +1,15 @@
-"""Test helpers: demo catalogues and subsets, store builds, store comparison, and the
-miniature datasets through their real catalogue entries."""
+"""Test helpers: shared constants, the optional-dependency table, demo catalogues and subsets,
+store builds, store comparison, and the miniature datasets through their real catalogue
+entries."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
+from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +17,73 @@ import numpy as np
 import pytest
 import yaml
 import zarr
-from rich.console import Console
 
 from builder.catalog import bundled_catalog, expand_trials, load_catalog
-from builder.datasets import get_adapter
+from builder.conventions import JOINTS, PLANES, EmgKind
 from builder.datasets.miniatures import MINIATURES, miniature_sources
-from builder.formats.files import FileAccess
-from builder.pipeline.run import BuildOptions, BuildResult, build, process_trial
+from builder.datasets.registry import read_trial
+from builder.pipeline.run import BuildOptions, BuildResult, build
+from builder.pipeline.trial import process_trial
 from builder.records import SideRecording, TrialRecording, TrialSpec
 from builder.store.layout import ARRAYS, ChunkLayout
 from builder.store.staging import Staging, trial_key
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Real third-party recordings (../shared/data/real); never copied into the repository.
-REAL_DATA = Path(
-    os.environ.get("GAIT_REAL_DATA")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
-)
-requires_real_data = pytest.mark.skipif(
-    not REAL_DATA.is_dir(), reason=f"real recordings not found at {REAL_DATA} (set GAIT_REAL_DATA)"
-)
+REAL_DATA = Path(os.environ.get("GAIT_REAL_DATA") or REPO.parent / "shared" / "data" / "real")
+REAL_DATA_MISSING = f"real recordings not found at {REAL_DATA} (set GAIT_REAL_DATA)"
+
+# Each miniature dataset stays small (bytes, all its files together).
+MINIATURE_MAX_BYTES = 5e6
+
+# Indices into the canonical (joint, plane) axes of kinematics and kinetics.
+HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
+ADD, ROT, FLEX = (PLANES.index(p) for p in ("adduction", "rotation", "flexion"))
+
+# --- optional dependencies and data: one table, one skip marker each ---------------------------
+
+# name -> (module that must be importable, why the test is skipped without it)
+OPTIONAL: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "PyTorch not installed (extra: train)"),
+    "onnx": ("onnx", "onnx not installed (extra: train)"),
+    "onnxruntime": ("onnxruntime", "onnxruntime not installed (extra: train)"),
+    "moto": ("moto", "moto not installed (extra: test)"),
+    "jobqueue": ("dask_jobqueue", "dask-jobqueue not installed (extra: slurm)"),
+    "kubernetes": ("kubernetes", "kubernetes client not installed (extra: kubernetes)"),
+    "dask_kubernetes": ("dask_kubernetes", "dask-kubernetes not installed (extra: kubernetes)"),
+    "jsonschema": ("jsonschema", "jsonschema not installed (extra: test)"),
+    "nbclient": ("nbclient", "nbclient not installed (extra: test)"),
+}
+
+
+def installed(name: str) -> bool:
+    """Whether the module of optional dependency ``name`` can be found (without importing it:
+    collection stays fast)."""
+    return find_spec(OPTIONAL[name][0]) is not None
+
+
+def import_optional(name: str) -> Any:
+    """Optional dependency ``name``'s module, or skip the whole test module (for modules that
+    import it at the top)."""
+    module, reason = OPTIONAL[name]
+    return pytest.importorskip(module, reason=reason)
+
+
+def _requires(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not installed(name), reason=OPTIONAL[name][1])
+
+
+requires_torch = _requires("torch")
+requires_onnx = _requires("onnx")
+requires_onnxruntime = _requires("onnxruntime")
+requires_moto = _requires("moto")
+requires_jobqueue = _requires("jobqueue")
+requires_kubernetes = _requires("kubernetes")
+requires_dask_kubernetes = _requires("dask_kubernetes")
+requires_jsonschema = _requires("jsonschema")
+requires_nbclient = _requires("nbclient")
+requires_real_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason=REAL_DATA_MISSING)
 
 # Small chunks and shards, so even the demo spans several write regions of each partition.
 SMALL_LAYOUT = ChunkLayout(
@@ -42,8 +94,9 @@ SMALL_LAYOUT = ChunkLayout(
 )
 
 
-def read_c3d(path: Path, **options) -> TrialRecording:
-    """One C3D file through the C3D adapter, with catalogue ``args`` as keyword options."""
+def read_c3d(path: Path, emg_kind: EmgKind = "raw", **options) -> TrialRecording:
+    """One C3D file through the C3D adapter, with catalogue ``args`` as keyword options and
+    the catalogue's ``emg_kind`` (the EMG read is checked to be of that kind)."""
     spec = TrialSpec(
         source="test",
         adapter="c3d",
@@ -52,9 +105,10 @@ def read_c3d(path: Path, **options) -> TrialRecording:
         subject="s01",
         activity="walk",
         trial=path.stem,
+        emg_kind=emg_kind,
         options=options,
     )
-    (recording,) = get_adapter("c3d").read_trial(spec, FileAccess())
+    (recording,) = read_trial(spec)
     return recording
 
 
@@ -99,14 +153,16 @@ def build_store(
         progress=False,
         dashboard_address=":0",  # any free port: tests may run beside a real dashboard
     )
-    return build(str(catalog), options, console=Console(quiet=True))
+    return build(str(catalog), options)
 
 
 def assert_same_arrays(a: Path, b: Path) -> None:
     """Every array of two stores is identical (NaN equal to NaN)."""
     first, second = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
     for spec in ARRAYS:
-        x, y = first[spec.name][...], second[spec.name][...]
+        x_array, y_array = first[spec.name], second[spec.name]
+        assert isinstance(x_array, zarr.Array) and isinstance(y_array, zarr.Array), spec.name
+        x, y = np.asarray(x_array[...]), np.asarray(y_array[...])
         assert x.shape == y.shape, spec.name
         if x.dtype.kind == "f":
             np.testing.assert_array_equal(x, y, err_msg=spec.name)
@@ -125,20 +181,50 @@ def trial_specs(root: Path, *sources: str) -> list[TrialSpec]:
     return [s for s in specs if s.source in sources]
 
 
-def miniature_specs(root: Path, source: str) -> tuple[dict[str, Any], list[TrialSpec]]:
-    """Write the miniature of catalogue source ``source`` into ``root/<source>`` (where the
-    demo puts it) and expand its real catalogue entry over ``root``: (facts, specs)."""
+@dataclasses.dataclass(frozen=True)
+class Miniature:
+    """A dataset's miniature, written once per test session (the ``miniature`` fixture):
+    ``root/<source>`` as the demo lays it out, ``root`` being the catalogue's
+    ``GAIT_DATA_ROOT``. Shared and read-only: break files in a :meth:`copy`."""
+
+    source: str  # the generator's catalogue source key
+    root: Path
+    facts: dict[str, Any]  # what the generator returned
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.source
+
+    def specs(self, *sources: str) -> list[TrialSpec]:
+        """The trial table of the real catalogue entries ``sources`` (default: the generator's
+        own) over this miniature."""
+        return trial_specs(self.root, *(sources or (self.source,)))
+
+    def copy(self, dest: Path) -> Path:
+        """A private copy at ``dest/<source>`` (to break a file in); ``dest``, its root."""
+        shutil.copytree(self.folder, dest / self.source)
+        return dest
+
+
+MiniatureFactory = Callable[[str], Miniature]
+
+
+def write_miniature(root: Path, source: str) -> Miniature:
+    """Write the miniature of catalogue source ``source`` into ``root/<source>``."""
     miniature_sources()  # imports (registers) every generator
     folder = root / source
     folder.mkdir(parents=True, exist_ok=True)
-    facts = MINIATURES[source](folder)
-    return facts, trial_specs(root, source)
+    return Miniature(source, root, MINIATURES[source](folder))
 
 
-def copy_miniature(root: Path, source: str, dest: Path) -> Path:
-    """A private copy of ``root/<source>`` at ``dest/<source>`` (to break a file in); ``dest``."""
-    shutil.copytree(root / source, dest / source)
-    return dest
+def file_digests(folder: Path) -> dict[str, str]:
+    """The SHA-256 of every file under ``folder``, by relative path: two trees hold the same
+    bytes when their digests are equal."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def relocated(spec: TrialSpec, root: Path, dest: Path, **changes: Any) -> TrialSpec:
@@ -159,13 +245,13 @@ def spec_reader(specs: list[TrialSpec], root: Path, participant: str):
     def read(where: Path, participant: str = participant, **changes: Any) -> list[TrialRecording]:
         (spec,) = [s for s in specs if s.subject == participant]
         spec = relocated(spec, root, where, **changes)
-        return get_adapter(spec.adapter).read_trial(spec, FileAccess())
+        return read_trial(spec)
 
     return read
 
 
 def process_all(specs: dict[str, TrialSpec], folder: Path) -> dict[str, tuple[TrialSpec, Any, Any]]:
-    """Every spec through ``builder.pipeline.run.process_trial`` into one staging store under
+    """Every spec through ``builder.pipeline.trial.process_trial`` into one staging store under
     ``folder``; each must succeed: {name: (spec, outcome, staged batch)}."""
     staging = Staging(str(folder / "s.zarr"))
     out = {}

@@ -18,6 +18,7 @@ import zarr
 from builder.conventions import JOINTS, MUSCLES, PLANES
 from builder.demo import demo_trials, simulate_demo_trial
 from builder.errors import BuilderError
+from builder.pipeline.report import BuildReport
 from builder.store.layout import TABLE_COLUMNS, expected_chunk_keys
 
 from helpers import (
@@ -38,7 +39,9 @@ DEMO_MUSCLES = {
 
 
 @pytest.fixture(scope="module")
-def demo_store(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def demo_store(
+    demo_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, BuildReport]:
     """The whole demo built once with 2 workers (and small shards: many write regions)."""
     folder = tmp_path_factory.mktemp("demo_store")
     result = build_store(demo_catalog(folder, demo_root), folder / "gait.zarr", workers=2)
@@ -64,8 +67,8 @@ def test_every_generated_stride_is_in_the_store_and_traceable(demo_store, demo_r
     path, report = demo_store
     ds = xr.open_zarr(path)
     trials = demo_trials(demo_root.parent.parent)
-    assert ds.sizes["stride"] == len(trials) * 2 * 8 == report["n_strides"]
-    assert report["n_trials_built"] == 40 and report["trials_left_out"] == []
+    assert ds.sizes["stride"] == len(trials) * 2 * 8 == report.n_strides
+    assert report.n_trials_built == 40 and report.trials_left_out == []
     table = pd.DataFrame({"subject": ds.subject.values, "activity": ds.activity.values})
     counts = table.groupby(["subject", "activity"]).size()
     assert set(counts.values) == {96, 32}  # walk: 3 speeds x 2 trials x 16; ramps: 2 x 16
@@ -162,7 +165,7 @@ def test_one_and_two_workers_give_identical_arrays(
     demo_store, demo_root: Path, tmp_path: Path
 ) -> None:
     one_worker = build_store(demo_catalog(tmp_path, demo_root), tmp_path / "gait.zarr", workers=1)
-    assert one_worker.n_strides == demo_store[1]["n_strides"]
+    assert one_worker.n_strides == demo_store[1].n_strides
     assert_same_arrays(tmp_path / "gait.zarr", demo_store[0])
 
 
@@ -198,7 +201,7 @@ def test_bad_files_are_reported_and_everything_else_is_built(
     result = build_store(demo_catalog(tmp_path, raw), tmp_path / "gait.zarr", workers=2)
 
     assert result.n_trials_built == len(good) and result.n_strides == len(good) * 16
-    left = {Path(e["url"]).name: e["reason"] for e in result.report["trials_left_out"]}
+    left = {Path(e.url).name: e.reason for e in result.report.trials_left_out}
     assert set(left) == {
         "walk_v0.90_i+0_t01.c3d",
         "walk_v0.90_i+0_t02.c3d",
@@ -303,12 +306,21 @@ sources:
     # EMG1/EMG2 are unplugged electrodes (five ADC levels of noise that hold one level for
     # 5-10 samples): the quality gate leaves them out of every stride, and says so.
     assert not ds.emg_mask.values.any()
-    assert result.report["quality"] == {"c3d.org": {"constant_run": {"emg": 7}}}
-    built = {entry["trial"]: entry for entry in result.report["trials_built"]}
-    assert built["c3d.org/A22/raw (gait-raw.c3d)"]["events"] == "force_plate+kinematics"
+    assert result.report.quality == {"c3d.org": {"constant_run": {"emg": 7}}}
+    built = {entry.trial: entry for entry in result.report.trials_built}
+    assert built["c3d.org/A22/raw (gait-raw.c3d)"].events == "force_plate+kinematics"
     # each stride names the detectors of its two heel strikes
     assert set(raw.event_source.values) == {"force_plate+kinematics", "kinematics"}
     assert set(pig.event_source.values) == {"events"}
+
+
+def test_the_report_file_is_the_typed_report_key_for_key(demo_store) -> None:
+    """build_report.json keeps its JSON shape: BuildReport reads it and writes it back
+    byte for byte."""
+    path, report = demo_store
+    text = (path / "build_report.json").read_text()
+    assert BuildReport.from_json(json.loads(text)) == report
+    assert json.dumps(report.to_json(), indent=2) == text
 
 
 def test_info_and_export_index_from_the_command_line(demo_store, tmp_path: Path) -> None:
@@ -318,7 +330,7 @@ def test_info_and_export_index_from_the_command_line(demo_store, tmp_path: Path)
     )
     assert info.returncode == 0, info.stderr
     assert "ramp_ascent" in info.stdout and "% of total" in info.stdout
-    assert f"{report['n_strides']} strides" in info.stdout
+    assert f"{report.n_strides} strides" in info.stdout
     assert "40 trials built, 0 left out" in info.stdout
     exported = subprocess.run(
         [

@@ -20,13 +20,9 @@ from builder.errors import SourceError
 from builder.records import TrialRecording
 
 from helpers import REAL_DATA as REAL
-from helpers import read_c3d, side
+from helpers import read_c3d, requires_real_data, side
 
-if not REAL.is_dir():
-    pytest.skip(
-        f"real C3D recordings not found at {REAL} (set GAIT_REAL_DATA)", allow_module_level=True
-    )
-pytestmark = pytest.mark.real_data
+pytestmark = [pytest.mark.real_data, requires_real_data]
 
 PIG = "gait-pig.c3d"
 RAW = "gait-raw.c3d"

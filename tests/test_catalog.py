@@ -118,6 +118,19 @@ def test_adapter_option_errors_name_the_option(tmp_path: Path) -> None:
         expand_trials(load_catalog(path))
 
 
+def test_an_emg_kind_the_driver_does_not_read_is_refused(tmp_path: Path) -> None:
+    touch(tmp_path / "raw", "S01/walk_v1.20_t01.c3d")
+    entry = yaml.safe_load(yaml.safe_dump(ENTRY))
+    entry["driver"], entry["metadata"]["emg_kind"] = "k2muse", "envelope"
+    path = write_catalog(tmp_path, {"lab": entry})
+    with pytest.raises(
+        CatalogError,
+        match=r"source 'lab': metadata\.emg_kind 'envelope' is not one the k2muse driver reads "
+        r"\(raw\)",
+    ):
+        expand_trials(load_catalog(path))
+
+
 def test_unsafe_yaml_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.yaml"
     path.write_text("sources: !!python/object/apply:os.system ['echo pwned']\n")

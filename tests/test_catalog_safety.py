@@ -101,12 +101,12 @@ def test_links_are_followed_inside_the_root_and_reported_out_of_it(
     os.symlink("more/S05", raw / "S05")
 
     result = build_store(demo_catalog(tmp_path, raw), tmp_path / "gait.zarr")
-    assert not [e for e in result.report["trials_left_out"] if "t09" in e["trial"]]
-    (gone,) = result.report["sources_unavailable"]  # the link out of the tree, by name
+    assert not [e for e in result.report.trials_left_out if "t09" in e.trial]
+    (gone,) = result.report.sources_unavailable  # the link out of the tree, by name
     link = raw / "S01" / "walk_v0.80_i+0_t09.c3d"
-    assert gone["reason"].startswith(f"symbolic link {link} -> {outside / 'walk.c3d'} not followed")
-    assert "outside the source's root" in gone["reason"]
-    built = {e["url"] for e in result.report["trials_built"]}
+    assert gone.reason.startswith(f"symbolic link {link} -> {outside / 'walk.c3d'} not followed")
+    assert "outside the source's root" in gone.reason
+    built = {e.url for e in result.report.trials_built}
     assert str(raw / "S05" / "walk_v0.80_i+0_t01.c3d") in built
     assert result.n_trials_built == 11  # the 10 trials of S01 and the one linked in as S05
 

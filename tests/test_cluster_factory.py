@@ -17,10 +17,14 @@ from builder.cli import main
 from builder.cluster import cluster_kind, connect, kubernetes_cluster_spec, slurm_cluster
 from builder.errors import BuilderError
 
-from helpers import demo_catalog
+from helpers import REPO, demo_catalog, installed, requires_dask_kubernetes, requires_jobqueue
 
-REPO = Path(__file__).resolve().parents[1]
 DASK = Path(sys.executable).with_name("dask")  # the `dask` command of this environment
+
+if installed("jobqueue"):
+    # Its import adds its config defaults; imported inside a test's dask.config.set block they
+    # would leave with the block.
+    import dask_jobqueue  # noqa: F401
 
 SLURM_CONFIG: dict[str, Any] = {
     "jobqueue.slurm.cores": 4,
@@ -156,8 +160,8 @@ def test_an_unreachable_scheduler_is_a_one_line_error() -> None:
 # --- SLURM (dask-jobqueue) ------------------------------------------------------------------
 
 
+@requires_jobqueue
 def test_slurm_worker_job_runs_single_threaded_workers_with_the_configured_resources() -> None:
-    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue not installed (extra: slurm)")
     with dask.config.set(SLURM_CONFIG), slurm_cluster(":0") as cluster:
         assert not cluster.workers and not cluster.worker_spec  # no job submitted
         script = cluster.job_script()
@@ -180,8 +184,8 @@ def test_slurm_worker_job_runs_single_threaded_workers_with_the_configured_resou
     assert params["nanny"] is True
 
 
+@requires_jobqueue
 def test_slurm_processes_from_the_config_win() -> None:
-    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue not installed (extra: slurm)")
     config = {**SLURM_CONFIG, "jobqueue.slurm.processes": 2}
     with dask.config.set(config), slurm_cluster(":0") as cluster:
         script = cluster.job_script()
@@ -190,10 +194,10 @@ def test_slurm_processes_from_the_config_win() -> None:
     assert (params["nthreads"], int(params["n_workers"])) == (2, 2)
 
 
+@requires_jobqueue
 def test_slurm_without_cores_or_sbatch_is_a_one_line_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue not installed (extra: slurm)")
     config = {**SLURM_CONFIG, "jobqueue.slurm.cores": None}
     with dask.config.set(config), pytest.raises(BuilderError) as error, slurm_cluster(":0"):
         pass
@@ -212,10 +216,8 @@ def test_slurm_without_cores_or_sbatch_is_a_one_line_error(
 # --- Kubernetes (dask-kubernetes operator) --------------------------------------------------
 
 
+@requires_dask_kubernetes
 def test_kubernetes_cluster_spec_names_the_image_the_workers_and_their_command() -> None:
-    pytest.importorskip(
-        "dask_kubernetes.operator", reason="dask-kubernetes not installed (extra: kubernetes)"
-    )
     with dask.config.set(KUBERNETES_CONFIG):
         spec = kubernetes_cluster_spec(3)
     assert (spec["apiVersion"], spec["kind"]) == ("kubernetes.dask.org/v1", "DaskCluster")
@@ -238,10 +240,8 @@ def test_kubernetes_cluster_spec_names_the_image_the_workers_and_their_command()
     assert dask_scheduler_cli.make_context("dask scheduler", args[2:]).params["host"] == "0.0.0.0"
 
 
+@requires_dask_kubernetes
 def test_kubernetes_worker_count_and_command_from_the_config() -> None:
-    pytest.importorskip(
-        "dask_kubernetes.operator", reason="dask-kubernetes not installed (extra: kubernetes)"
-    )
     config = {
         **KUBERNETES_CONFIG,
         "kubernetes.count.start": 5,
@@ -256,10 +256,8 @@ def test_kubernetes_worker_count_and_command_from_the_config() -> None:
     )
 
 
+@requires_dask_kubernetes
 def test_kubernetes_refuses_the_stock_dask_image() -> None:
-    pytest.importorskip(
-        "dask_kubernetes.operator", reason="dask-kubernetes not installed (extra: kubernetes)"
-    )
     stock = {**KUBERNETES_CONFIG, "kubernetes.image": "ghcr.io/dask/dask:latest"}
     with dask.config.set(stock), pytest.raises(BuilderError) as error:
         kubernetes_cluster_spec(2)
@@ -269,10 +267,8 @@ def test_kubernetes_refuses_the_stock_dask_image() -> None:
         assert kubernetes_cluster_spec(2)["spec"]["worker"]["replicas"] == 2
 
 
+@requires_dask_kubernetes
 def test_kubernetes_custom_cluster_spec_is_the_deploy_manifest() -> None:
-    pytest.importorskip(
-        "dask_kubernetes.operator", reason="dask-kubernetes not installed (extra: kubernetes)"
-    )
     manifest = REPO / "deploy" / "kubernetes" / "daskcluster.yaml"
     config = {**KUBERNETES_CONFIG, "kubernetes.custom-cluster-spec": str(manifest)}
     with dask.config.set(config):
@@ -285,12 +281,10 @@ def test_kubernetes_custom_cluster_spec_is_the_deploy_manifest() -> None:
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/data/raw", "/data/output"}
 
 
+@requires_dask_kubernetes
 def test_kubernetes_without_credentials_is_a_one_line_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip(
-        "dask_kubernetes.operator", reason="dask-kubernetes not installed (extra: kubernetes)"
-    )
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)

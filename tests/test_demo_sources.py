@@ -13,15 +13,15 @@ import pytest
 import yaml
 
 import builder.demo as demo
-from builder.conventions import JOINTS, MUSCLES, PLANES
+from builder.conventions import JOINTS, MUSCLES
 from builder.datasets.c3d.adapter import C3DOptions
 from builder.datasets.miniatures import miniature_sources
-from builder.formats import c3d_writer
+from builder.synthetic import c3d_writer
 from builder.synthetic import gait_model as gm
 
-CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "demo.yaml"
-HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
-ADD, FLEX = PLANES.index("adduction"), PLANES.index("flexion")
+from helpers import ADD, ANKLE, FLEX, HIP, KNEE, MINIATURE_MAX_BYTES, REPO
+
+CATALOG = REPO / "catalogs" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_full_generation_is_complete_and_small(cache: Path) -> None:
     assert sum(t.path.stat().st_size for t in trials) < 100e6
     for source in miniature_sources():  # each miniature stays small
         size = sum(p.stat().st_size for p in (root / "datasets" / source).rglob("*") if p.is_file())
-        assert size < 5e6, (source, size)
+        assert size < MINIATURE_MAX_BYTES, (source, size)
     assert not list(root.parent.glob(".staging-*"))  # no temporary files left behind
     assert {t.path.name for t in trials if t.subject == "S01"} >= {
         "walk_v0.80_i+0_t01.c3d",

@@ -24,7 +24,15 @@ from distributed.cli.dask_worker import main as dask_worker_cli
 from builder.cli import _parser
 from builder.cluster import cluster_kind
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import (
+    REPO,
+    import_optional,
+    requires_dask_kubernetes,
+    requires_jsonschema,
+    requires_kubernetes,
+    requires_torch,
+)
+
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent  # this environment's commands
 
@@ -203,10 +211,8 @@ def crd_unknown_fields(value: Any, schema: dict[str, Any], where: str = "") -> l
 
 def assert_valid_daskcluster(resource: dict[str, Any]) -> None:
     """``resource`` against the DaskCluster CRD that the installed dask-kubernetes ships."""
-    jsonschema = pytest.importorskip("jsonschema")
-    operator = pytest.importorskip(
-        "dask_kubernetes.operator", reason="dask-kubernetes not installed (extra: kubernetes)"
-    )
+    import dask_kubernetes.operator as operator
+    import jsonschema
     crd_path = (
         Path(operator.__file__).parent
         / "deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"
@@ -225,7 +231,7 @@ def assert_valid_daskcluster(resource: dict[str, Any]) -> None:
 def k8s_unknown_fields(value: Any, model: str, where: str = "") -> list[str]:
     """Fields of a core Kubernetes object that its API model (the ``kubernetes`` client's
     ``openapi_types``) does not have: typos the API server would reject or drop."""
-    client = pytest.importorskip("kubernetes.client", reason="kubernetes client not installed")
+    import kubernetes.client as client
     cls = getattr(client, model)
     fields = {json_name: cls.openapi_types[attr] for attr, json_name in cls.attribute_map.items()}
     found = []
@@ -243,6 +249,9 @@ def k8s_unknown_fields(value: Any, model: str, where: str = "") -> list[str]:
     return found
 
 
+@requires_dask_kubernetes
+@requires_jsonschema
+@requires_kubernetes
 def test_kubernetes_manifests_match_their_schemas() -> None:
     documents = load_all(DEPLOY / "kubernetes" / "daskcluster.yaml")
     documents += load_all(DEPLOY / "kubernetes" / "build-job.yaml")
@@ -254,8 +263,9 @@ def test_kubernetes_manifests_match_their_schemas() -> None:
             assert not k8s_unknown_fields(document, models[document["kind"]])
 
 
+@requires_dask_kubernetes
+@requires_jsonschema
 def test_the_generated_cluster_spec_matches_the_crd() -> None:
-    pytest.importorskip("dask_kubernetes.operator", reason="dask-kubernetes not installed")
     from builder.cluster import kubernetes_cluster_spec
 
     config = {
@@ -363,7 +373,7 @@ def test_sbatch_jobqueue_config_makes_a_worker_job() -> None:
     slurm = config["jobqueue"]["slurm"]
     assert slurm["cores"] == 16 and slurm["memory"] == "64GB" and slurm["walltime"] == "04:00:00"
 
-    pytest.importorskip("dask_jobqueue", reason="dask-jobqueue not installed (extra: slurm)")
+    import_optional("jobqueue")  # after the checks that need no dask-jobqueue
     from builder.cluster import slurm_cluster
 
     settings = {f"jobqueue.slurm.{k}": v for k, v in slurm.items()}
@@ -388,8 +398,8 @@ def test_deploy_readme_explains_every_file() -> None:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A gait-phase run with untrained weights: enough for ``export`` (no store, no training)."""
-    torch = pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
-    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (extra: train)")
+    torch = import_optional("torch")
+    import_optional("onnxruntime")
     from builder.training.nets import FeatureMLP, mlp
 
     run = tmp_path_factory.mktemp("run")
@@ -546,6 +556,7 @@ def small_release(folder: Path, model: str = "hip-moment") -> Path:
     return folder
 
 
+@requires_torch
 @pytest.mark.parametrize(
     ("corrupt", "problem"),
     [
@@ -560,7 +571,6 @@ def small_release(folder: Path, model: str = "hip-moment") -> Path:
 def test_a_corrupt_release_is_skipped_with_a_warning(
     tmp_path: Path, corrupt: bytes, problem: str
 ) -> None:
-    pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
     from builder.errors import TrainingError
     from builder.training import releases
 
@@ -588,9 +598,9 @@ def test_a_corrupt_release_is_skipped_with_a_warning(
     assert releases.push(folder, url).version == "v3" and bad.read_bytes() == corrupt
 
 
+@requires_torch
 @pytest.mark.parametrize("field", ["bytes", "sha256"])
 def test_a_files_entry_without_size_or_sum_is_a_one_line_error(tmp_path: Path, field: str) -> None:
-    pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
     from builder.errors import TrainingError
     from builder.training import releases
 
@@ -607,10 +617,10 @@ def test_a_files_entry_without_size_or_sum_is_a_one_line_error(tmp_path: Path, f
     assert not (tmp_path / "got").exists() or not list((tmp_path / "got").iterdir())
 
 
+@requires_torch
 def test_cli_engines_warns_once_about_a_corrupt_release(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
     from builder.cli import main
     from builder.training import releases
 

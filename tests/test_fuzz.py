@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import xarray as xr
 from fuzzing import BASE_SEED, KINDS, Result, Target, memory_capped, mutation, run_all, summary
-from rich.console import Console
 
 from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.pipeline.run import BuildOptions, build
@@ -203,17 +202,17 @@ def test_a_build_over_mutated_files_completes_with_whole_strides(demo_root: Path
         layout=SMALL_LAYOUT,
     )
     with memory_capped():  # the Dask workers and their readers inherit it
-        result = build(str(demo_catalog(tmp_path, raw)), options, console=Console(quiet=True))
+        result = build(str(demo_catalog(tmp_path, raw)), options)
     report = result.report
-    built = {Path(e["url"]).name: e for e in report["trials_built"]}
-    left = {Path(e["url"]).name: e for e in report["trials_left_out"]}
+    built = {Path(e.url).name: e for e in report.trials_built}
+    left = {Path(e.url).name: e for e in report.trials_left_out}
     assert set(built) | set(left) == set(good) | set(mutated) and not set(built) & set(left)
-    assert all(built[name]["strides"] == 16 for name in good), "a good trial was not built whole"
+    assert all(built[name].strides == 16 for name in good), "a good trial was not built whole"
     for name, entry in left.items():
-        assert name in mutated, f"good trial {name} left out: {entry['reason']}"
-        reason = entry["reason"]
+        assert name in mutated, f"good trial {name} left out: {entry.reason}"
+        reason = entry.reason
         assert reason.strip() and "\n" not in reason, (mutated[name], reason)
-        assert not entry["retry"], (mutated[name], reason)
+        assert not entry.retry, (mutated[name], reason)
     assert len(left) >= N_MUTATED // 3, "mutations too mild"
     print(
         f"\nbuild over {N_MUTATED} mutated + {len(good)} good C3D files: "
@@ -222,7 +221,7 @@ def test_a_build_over_mutated_files_completes_with_whole_strides(demo_root: Path
 
     ds = xr.open_zarr(tmp_path / "gait.zarr").load()
     n = ds.sizes["stride"]
-    assert n == result.n_strides == sum(e["strides"] for e in built.values())
+    assert n == result.n_strides == sum(e.strides for e in built.values())
     assert {Path(p).name for p in ds.source_path.values} <= set(built)
     starts, ends = ds.stride_starts.values, ds.stride_ends.values
     rows = ends - starts

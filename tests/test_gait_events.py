@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from builder.conventions import MUSCLES
-from builder.datasets.c3d.adapter import PLUG_IN_GAIT_MOMENTS, classify_event, parse_event_name
+from builder.datasets.c3d.adapter import PLUG_IN_GAIT_MOMENTS
 from builder.errors import SourceError
+from builder.formats.c3d import classify_event, parse_event_name
 from builder.processing import gait_events as ge
 
 from helpers import read_c3d, side
@@ -555,7 +556,8 @@ def test_emg_channels_units_alternatives_and_missing(tmp_path: Path) -> None:
         "tibialis_anterior": {"L": ["lta_old", "lta"], "R": "RTA"},
         "soleus": {"L": "LSOL"},
     }
-    recording = read_c3d(path, emg={"match": "label", "channels": by_label})
+    # Constant channels: not signed raw EMG, so the file declares envelopes.
+    recording = read_c3d(path, "envelope", emg={"match": "label", "channels": by_label})
     left, right = side(recording, "L").emg, side(recording, "R").emg
     ta, sol = MUSCLES.index("tibialis_anterior"), MUSCLES.index("soleus")
     np.testing.assert_allclose(left.data[:, ta], 2.0e-3, rtol=1e-6)  # mV -> V, second alternative
@@ -564,7 +566,9 @@ def test_emg_channels_units_alternatives_and_missing(tmp_path: Path) -> None:
     assert any("L soleus: no analog channel with label LSOL" in n for n in recording.notes)
 
     by_description = {"soleus": {"L": "left soleus"}}
-    left = side(read_c3d(path, emg={"match": "description", "channels": by_description}), "L").emg
+    left = side(
+        read_c3d(path, "envelope", emg={"match": "description", "channels": by_description}), "L"
+    ).emg
     np.testing.assert_allclose(left.data[:, sol], 1.0e-6, rtol=1e-6)  # uV -> V
 
     force = {"soleus": {"L": "X"}}

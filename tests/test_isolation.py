@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rich.console import Console
 
 import builder
 from builder.catalog import expand_trials, load_catalog
 from builder.pipeline import isolated
 from builder.pipeline.isolated import read_trial_isolated
-from builder.pipeline.run import BuildOptions, build, process_trial
+from builder.pipeline.run import BuildOptions, build
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
@@ -116,12 +116,12 @@ def test_a_build_with_poisoned_files_completes(poisoned, tmp_path) -> None:
         # Short for the hang's sake: a good file whose first try overruns gets 4 x 15 = 60 s.
         read_timeout_s=15,
     )
-    result = build(str(poisoned["catalog"]), options, console=Console(quiet=True))
-    left = {Path(e["url"]).name: e for e in result.report["trials_left_out"]}
+    result = build(str(poisoned["catalog"]), options)
+    left = {Path(e.url).name: e for e in result.report.trials_left_out}
     assert set(left) == {poisoned["crash"].name, poisoned["hang"].name}
-    assert "crashed" in left[poisoned["crash"].name]["reason"]
-    assert "stopped" in left[poisoned["hang"].name]["reason"]
-    assert not any(entry["retry"] for entry in left.values())
+    assert "crashed" in left[poisoned["crash"].name].reason
+    assert "stopped" in left[poisoned["hang"].name].reason
+    assert not any(entry.retry for entry in left.values())
     assert result.n_trials_built == 10 and result.n_strides == 160
 
 
@@ -144,8 +144,9 @@ def forever():
 @register_adapter
 class Scripted(SourceAdapter):
     name = "scripted"
+    emg_kinds = frozenset({{"raw"}})
 
-    def read_trial(self, spec, files):
+    def read(self, spec, options, files):
         with open(spec.url, "a") as log:
             log.write("attempt\\n")
         with open(spec.url) as log:

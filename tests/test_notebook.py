@@ -12,11 +12,11 @@ import pytest
 import xarray as xr
 from nbclient import NotebookClient
 
-from helpers import build_store, copy_demo_subset, demo_catalog
+from helpers import REPO, build_store, copy_demo_subset, demo_catalog
 
 pytestmark = pytest.mark.cluster
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "walkthrough.ipynb"
+NOTEBOOK = REPO / "notebooks" / "walkthrough.ipynb"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from builder.catalog import expand_trials, load_catalog
 from builder.datasets import read_trial
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.store.staging import Staging, trial_key
 
 from helpers import copy_demo_subset, demo_catalog
@@ -126,10 +126,10 @@ def test_unexpected_errors_are_left_out_with_a_sentence(
 
     spec, staging = spec_and_staging
 
-    def broken(self, spec, files):
+    def broken(self, spec, options, files):
         raise error
 
-    monkeypatch.setattr(C3DAdapter, "read_trial", broken)
+    monkeypatch.setattr(C3DAdapter, "read", broken)
     outcome = process_trial(spec, trial_key(spec), staging, isolate=False)
     assert not outcome.ok and not outcome.retry
     assert outcome.reason.startswith("unexpected error while reading it with the c3d adapter")
@@ -137,8 +137,10 @@ def test_unexpected_errors_are_left_out_with_a_sentence(
 
 
 def test_errors_relayed_from_the_reader_process_are_sentences_too(spec_and_staging) -> None:
-    from builder.pipeline.run import _what
+    from builder.pipeline.trial import describe_error
 
-    assert _what(RuntimeError("ValueError: zero-size array")) == "ValueError: zero-size array"
-    assert _what(KeyError("platform")) == "KeyError: 'platform'"
-    assert _what(OSError()) == "OSError"
+    assert describe_error(RuntimeError("ValueError: zero-size array")) == (
+        "ValueError: zero-size array"
+    )
+    assert describe_error(KeyError("platform")) == "KeyError: 'platform'"
+    assert describe_error(OSError()) == "OSError"

@@ -448,8 +448,8 @@ def test_what_the_gate_left_out_is_in_the_report_info_and_html(demo_root, tmp_pa
     result = build_store(path, tmp_path / "gait.zarr", workers=1)
 
     removed = result.n_strides * 10  # a stride is one leg: its 10 muscles
-    assert result.report["quality"] == {"demo": {"emg_kind": {"emg": removed}}}
-    assert all(e["quality"] for e in result.report["trials_built"])
+    assert result.report.quality == {"demo": {"emg_kind": {"emg": removed}}}
+    assert all(e.quality for e in result.report.trials_built)
     info = subprocess.run(
         [sys.executable, "-m", "builder", "info", str(tmp_path / "gait.zarr")],
         capture_output=True,

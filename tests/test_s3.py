@@ -21,16 +21,15 @@ import xarray as xr
 import yaml
 import zarr
 from moto.server import ThreadedMotoServer
-from rich.console import Console
 from s3proxy import FaultyProxy
 
-from builder.catalog import bundled_catalog
+from builder.datasets import catalog_files
 from builder.errors import BuilderError
 from builder.pipeline.run import BuildOptions, build
 from builder.store.layout import ARRAYS
 from builder.store.versions import SAFE_PUBLISHES_1D, SAFE_PUBLISHES_ND, VersionedOutput
 
-from helpers import copy_demo_subset, demo_catalog
+from helpers import MiniatureFactory, copy_demo_subset, demo_catalog
 
 pytestmark = pytest.mark.cluster
 
@@ -53,7 +52,9 @@ class S3:
 
 
 @pytest.fixture(scope="module")
-def s3(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+def s3(
+    demo_root: Path, miniature: MiniatureFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[S3]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     # Credentials from the usual place (the environment), never from the catalogue.
@@ -67,7 +68,8 @@ def s3(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3
         client.create_bucket(Bucket=bucket)
     raw = tmp_path_factory.mktemp("raw")
     copy_demo_subset(demo_root, raw / "demo", ("S01",))
-    write_miniatures_subset(raw / "datasets")
+    for source in MINIATURES:
+        miniature(source).copy(raw / "datasets")
     fs = s3fs.S3FileSystem(endpoint_url=endpoint, key=KEY_ID, secret=SECRET)
     fs.put(str(raw) + "/", "raw/", recursive=True)
     proxy = FaultyProxy(endpoint)
@@ -81,19 +83,12 @@ def s3(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3
             os.environ[key] = value
 
 
-def write_miniatures_subset(folder: Path) -> None:
-    from builder.datasets import miniatures as registry
-
-    registry.miniature_sources()
-    for source in MINIATURES:
-        (folder / source).mkdir(parents=True)
-        registry.MINIATURES[source](folder / source)
-
-
 def catalogue(folder: Path, root: str) -> Path:
     """The demo's C3D source (subject S01) and two miniature datasets, all under ``root``."""
     demo = yaml.safe_load(demo_catalog(folder, f"{root}/demo").read_text())
-    datasets = yaml.safe_load(bundled_catalog("datasets").read_text())["sources"]
+    datasets: dict[str, dict] = {}  # every registered driver's own catalog.yaml
+    for entries in catalog_files():
+        datasets |= yaml.safe_load(entries.read_text())["sources"]
     for source in MINIATURES:
         entry = datasets[source]
         for key in ("urlpath", "root"):
@@ -115,7 +110,7 @@ def build_here(catalog: Path, output: str, storage_options: dict, **changes) -> 
         storage_options=storage_options,
         **changes,
     )
-    return build(str(catalog), options, console=Console(quiet=True))
+    return build(str(catalog), options)
 
 
 def assert_same_store(a: zarr.Group, b: zarr.Group) -> None:
@@ -304,7 +299,7 @@ def test_an_outage_while_trials_are_processed_never_publishes_a_partial_version(
     finally:
         fs.rm_file("raw/demo/S01/walk_v0.80_i+0_t05.c3d")
     assert finished.n_strides == first.n_strides + 16
-    assert not any(entry["retry"] for entry in finished.report["trials_left_out"])
+    assert not any(entry.retry for entry in finished.report.trials_left_out)
     ds = xr.open_zarr(output, storage_options=s3.options(False))
     assert ds.attrs["build_version"] == finished.version
 

@@ -58,7 +58,7 @@ def test_a_trial_that_could_not_be_staged_blocks_the_publish_and_a_rerun_finishe
 
     blocked.rmdir()  # the storage answers again
     finished = build_store(catalog, output, workers=1)
-    assert finished.n_strides == first.n_strides + 16 and not finished.report["trials_left_out"]
+    assert finished.n_strides == first.n_strides + 16 and not finished.report.trials_left_out
     assert xr.open_zarr(output).sizes["stride"] == finished.n_strides
 
 

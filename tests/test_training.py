@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (extra: train)")
+from helpers import import_optional
+
+torch = import_optional("torch")
+ort = import_optional("onnxruntime")
 
 from builder.errors import TrainingError  # noqa: E402
 from builder.training import tensorrt  # noqa: E402
@@ -51,7 +53,7 @@ def test_hip_moment_tcn_follows_the_k2muse_protocol_and_learns(runs, demo_store)
     assert result["store"]["version"] == "v0001"
     # trained on the version, not on the moving name: a later publish changes nothing
     assert result["store"]["version_url"] == f"{demo_store[0]}.versions/v0001"
-    assert result["store"]["n_strides"] == demo_store[1]["n_strides"]
+    assert result["store"]["n_strides"] == demo_store[1].n_strides
     # one demo subject: level walking (6 trials → 5 folds), ramps up and down (2 trials → 2)
     folds = {row["mode"]: (row["trials"], row["folds"]) for row in m["per_subject_mode"]}
     assert folds == {"walk": (6, 5), "ramp_ascent": (2, 2), "ramp_descent": (2, 2)}
@@ -149,3 +151,15 @@ def test_cli_train_and_export(demo_store, tmp_path) -> None:
     assert "onnxruntime vs PyTorch max abs difference" in log.stdout
     if tensorrt.unavailable():
         assert "TensorRT engines skipped:" in " ".join(log.stdout.split())
+
+
+def test_the_command_line_offers_exactly_the_reference_models() -> None:
+    """The CLI takes the names from builder.training.names (no PyTorch import) and the
+    numeric defaults from TrainSettings: both must be the library's."""
+    from builder.cli import _parser
+    from builder.training.names import MODEL_NAMES
+    from builder.training.reference import MODELS
+
+    assert tuple(MODELS) == MODEL_NAMES
+    args = _parser().parse_args(["train", "gait-phase"])
+    assert (args.seed, args.epochs, args.batch_strides, args.loader_workers) == (None,) * 4

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 import zarr
 
-torch = pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
+from helpers import import_optional
+
+torch = import_optional("torch")
 
 from builder.training.data import (  # noqa: E402
     StoreSource,

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import s3fs
 
-torch = pytest.importorskip("torch", reason="PyTorch not installed (extra: train)")
-pytest.importorskip("onnxruntime", reason="onnxruntime not installed (extra: train)")
+from helpers import import_optional
+
+torch = import_optional("torch")
+import_optional("onnxruntime")
 
 from moto.server import ThreadedMotoServer  # noqa: E402
 
@@ -55,7 +57,7 @@ def bucket(demo_store) -> Iterator[dict]:
 def test_loader_workers_read_the_bucket_like_the_local_store(bucket, demo_store) -> None:
     remote = StoreSource("s3://train-stores/gait.zarr", bucket)
     local = StoreSource(str(demo_store[0]))
-    indices = np.arange(0, demo_store[1]["n_strides"], 3)
+    indices = np.arange(0, demo_store[1].n_strides, 3)
     seen = {}
     # spawned workers, each with its own s3fs session (s3fs is not fork-safe)
     for batch in stride_loader(StrideDataset(remote, indices), 32, seed=5, num_workers=2):

@@ -7,6 +7,7 @@ from builder.datasets.registry import (
     available_adapters,
     catalog_files,
     get_adapter,
+    read_recordings,
     read_trial,
     register_adapter,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "available_adapters",
     "catalog_files",
     "get_adapter",
+    "read_recordings",
     "read_trial",
     "register_adapter",
 ]

@@ -1,12 +1,16 @@
-"""What every source adapter is: a name, an options model, and ``read_trial``."""
+"""What every source adapter is: a name, an options model, the EMG kinds it reads, and
+``read``."""
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from typing import ClassVar, Self
+from functools import lru_cache
+from typing import ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from builder.conventions import EmgKind
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
 from builder.records import TrialRecording, TrialSpec
@@ -20,9 +24,21 @@ class AdapterOptions(BaseModel):
     @classmethod
     def of(cls, spec: TrialSpec) -> Self:
         """The spec's options as this model; invalid ones are a SourceError naming the first
-        bad key (``invalid <adapter> options: <key>: <problem>``)."""
+        bad key (``invalid <adapter> options: <key>: <problem>``).
+
+        Validated once per distinct options in a process: every trial of a source carries the
+        same options (the catalogue's, already validated there, as JSON), so a worker that
+        reads a source's trials validates them once. The model is frozen, so sharing it is
+        safe.
+        """
         try:
-            return cls.model_validate(spec.options)
+            text = json.dumps(spec.options)  # keeps key order: it can matter to an adapter
+        except (TypeError, ValueError):  # a hand-made spec holding other objects: no cache
+            text = None
+        try:
+            if text is None:
+                return cls.model_validate(spec.options)
+            return _validated(cls, text)
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
@@ -31,21 +47,37 @@ class AdapterOptions(BaseModel):
             ) from None
 
 
-class SourceAdapter(ABC):
+Options = TypeVar("Options", bound=AdapterOptions)
+
+
+@lru_cache(maxsize=256)
+def _validated(model: type[Options], text: str) -> Options:
+    return model.model_validate(json.loads(text))
+
+
+class SourceAdapter(ABC, Generic[Options]):
     """Reads one raw trial and converts it to the canonical conventions.
 
-    Subclasses set ``name`` (the catalogue ``driver``) and ``options_model`` and are registered
-    listed in :mod:`builder.datasets.registry`. ``read_trial`` raises
-    :class:`builder.errors.SourceError` naming the file and the broken assumption.
+    Subclasses set ``name`` (the catalogue ``driver``), ``options_model`` and ``emg_kinds``
+    and are listed in :mod:`builder.datasets.registry`, whose ``read_recordings`` hands
+    ``read`` the options already validated (shared between trials: never change them), and
+    afterwards checks every recording's EMG against the catalogue's ``emg_kind``
+    (:func:`builder.processing.checks.check_recordings`): an adapter checks only what is
+    particular to its source. ``read`` raises :class:`builder.errors.SourceError` naming the
+    file and the broken assumption.
     """
 
     name: ClassVar[str]
-    options_model: ClassVar[type[AdapterOptions]] = AdapterOptions
+    options_model: ClassVar[type[AdapterOptions]] = AdapterOptions  # ``read``'s Options
+    # The catalogue ``metadata.emg_kind`` values this adapter reads (its entries may declare
+    # no other; see builder.catalog).
+    emg_kinds: ClassVar[frozenset[EmgKind]]
 
     @abstractmethod
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
+    def read(self, spec: TrialSpec, options: Options, files: FileAccess) -> list[TrialRecording]:
         """Read ``spec.url`` (and any sibling files): one recording per trial it holds.
 
         A file with one trial gives one recording; a file that packs several subjects,
-        activities or speeds gives one per unit, each with its ``meta``.
+        activities or speeds gives one per unit, each with its ``meta``. ``options`` are
+        ``spec.options`` as ``options_model``.
         """

@@ -48,10 +48,10 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from builder.conventions import (
     ANGLE_UNITS,
@@ -94,6 +94,9 @@ class TrialProblem(Exception):
 
 class GreggLabOptions(DatasetOptions):
     """The shared catalogue ``args`` of the Gregg-lab entries, with the shape they rely on."""
+
+    layout: dict[str, Any] = Field(default_factory=dict)
+    events: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _gregg_layout(self) -> GreggLabOptions:
@@ -158,11 +161,11 @@ def gregg_recording(
 ) -> TrialRecording:
     """One trial's strides of every side as a recording (raises :class:`TrialProblem`)."""
     notes: list[str] = []
-    sides = [
+    read = [
         _read_side(source, options, side, (outliers or {}).get(side), notes)
         for side in options.sides
     ]
-    sides = [s for s in sides if s is not None]
+    sides = [s for s in read if s is not None]
     if not sides:
         raise TrialProblem("no stride on any side")
     factor = _moment_factor(sides, options, notes)
@@ -262,7 +265,7 @@ def _read_side(
     starts, durations = time[keep, 0], time[keep, -1] - time[keep, 0]
 
     kinematics = _joints(source, options, "kinematics", side, n, keep, notes)
-    assert kinematics is not None  # required by the options
+    assert kinematics is not None and options.kinematics is not None  # required by the options
     kinematics *= angle_factor(options.kinematics.units or ANGLE_UNITS)
     _check_angles(kinematics, side)
     kinetics = _joints(source, options, "kinetics", side, n, keep, notes)
@@ -315,7 +318,7 @@ def _check_time(time: np.ndarray, path: str, side: Side) -> None:
 def _joints(
     source: TrialSource,
     options: GreggLabOptions,
-    which: str,
+    which: Literal["kinematics", "kinetics"],
     side: Side,
     n: int,
     keep: np.ndarray,

@@ -4,7 +4,8 @@ a subclass) and reads what it needs; unknown keys are errors that name the key."
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,9 +25,9 @@ def known_muscles(channels: dict) -> dict:
 class Rates(AdapterOptions):
     """Nominal rates (Hz; None = unknown: derive from a time column or stride durations)."""
 
-    emg_hz: float | None = Field(None, gt=0)
-    kinematics_hz: float | None = Field(None, gt=0)
-    kinetics_hz: float | None = Field(None, gt=0)
+    emg_hz: float | None = Field(default=None, gt=0)
+    kinematics_hz: float | None = Field(default=None, gt=0)
+    kinetics_hz: float | None = Field(default=None, gt=0)
     from_file: dict[str, str] = Field(default_factory=dict)  # where the file states a rate
     # Arrays time-normalised per stride: points per stride (both heel strikes included).
     points_per_stride: dict[Literal["emg", "kinematics", "kinetics"], int | None] = Field(
@@ -97,15 +98,25 @@ class JointMap(AdapterOptions):
         }
 
 
+def both_sides() -> list[Side]:
+    return ["L", "R"]
+
+
+def per_side(left: str, right: str) -> Callable[[], dict[Side, str]]:
+    """A ``default_factory`` of a {side: name} mapping."""
+    return lambda: {"L": left, "R": right}
+
+
 class DatasetOptions(AdapterOptions):
-    layout: dict[str, Any] = Field(default_factory=dict)
-    sides: list[Side] = Field(default_factory=lambda: ["L", "R"])
+    """The keys every dataset adapter shares. ``layout`` (where things are in the files) and
+    ``events`` (how strides are found) differ per source: an adapter narrows them to its own
+    model, or to a plain mapping."""
+
+    layout: dict[str, Any] | AdapterOptions = Field(default_factory=dict)
+    sides: list[Side] = Field(default_factory=both_sides)
     rates: Rates = Field(default_factory=Rates)
     emg: EmgMap | None = None
     kinematics: JointMap | None = None
     kinetics: JointMap | None = None
-    events: dict[str, Any] = Field(default_factory=dict)
+    events: dict[str, Any] | AdapterOptions = Field(default_factory=dict)
     assumptions: list[str] = Field(default_factory=list)
-
-
-Options = TypeVar("Options", bound=AdapterOptions)

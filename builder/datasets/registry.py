@@ -22,9 +22,13 @@ from importlib import import_module, resources
 from importlib.metadata import entry_points
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from builder.conventions import EmgKind
 from builder.datasets.base import SourceAdapter
+from builder.errors import SourceError
+from builder.formats.files import FileAccess
+from builder.processing.checks import check_recordings
 from builder.records import TrialRecording, TrialSpec
 
 ENTRY_POINT_GROUP = "gait_builder.datasets"
@@ -51,11 +55,12 @@ BUILTIN: dict[str, str] = {
 
 
 # Adapters defined at run time (a notebook, a test's reader child): name -> class.
-_RUNTIME: dict[str, type[SourceAdapter]] = {}
+_RUNTIME: dict[str, type[SourceAdapter[Any]]] = {}
 
 
-def register_adapter(cls: type[SourceAdapter]) -> type[SourceAdapter]:
+def register_adapter(cls: type[SourceAdapter[Any]]) -> type[SourceAdapter[Any]]:
     """Class decorator for an adapter defined at run time; packages use the entry points."""
+    _check_declarations(cls, cls.name)
     if cls.name in _drivers() or _RUNTIME.get(cls.name, cls) is not cls:
         raise ValueError(f"two source adapters are registered as {cls.name!r}")
     _RUNTIME[cls.name] = cls
@@ -89,7 +94,7 @@ def suggest(name: str) -> str:
     return f" (did you mean {near[0]!r}?)" if near else ""
 
 
-def adapter_class(name: str) -> type[SourceAdapter]:
+def adapter_class(name: str) -> type[SourceAdapter[Any]]:
     """The adapter class of driver ``name``; ``KeyError`` names the drivers that exist."""
     if name in _RUNTIME:
         return _RUNTIME[name]
@@ -97,22 +102,35 @@ def adapter_class(name: str) -> type[SourceAdapter]:
 
 
 @cache
-def _load(name: str) -> type[SourceAdapter]:
+def _load(name: str) -> type[SourceAdapter[Any]]:
     try:
         target = _drivers()[name]
     except KeyError:
         known = ", ".join(available_adapters())
-        raise KeyError(f"no source adapter named {name!r}{suggest(name)} (available: {known})") from None
+        raise KeyError(
+            f"no source adapter named {name!r}{suggest(name)} (available: {known})"
+        ) from None
     module, _, attribute = target.partition(":")
     cls = getattr(import_module(module), attribute)
     if not (isinstance(cls, type) and issubclass(cls, SourceAdapter)):
         raise TypeError(f"dataset driver {name!r}: {target} is not a SourceAdapter subclass")
     if cls.name != name:
         raise TypeError(f"dataset driver {name!r}: {target} calls itself {cls.name!r}")
+    _check_declarations(cls, name)
     return cls
 
 
-def get_adapter(name: str) -> SourceAdapter:
+def _check_declarations(cls: type[SourceAdapter[Any]], name: str) -> None:
+    """An adapter declares the EMG kinds it reads: some of the known ones."""
+    kinds = getattr(cls, "emg_kinds", None)
+    known = set(get_args(EmgKind))
+    if not isinstance(kinds, frozenset) or not kinds or not kinds <= known:
+        raise TypeError(
+            f"dataset driver {name!r}: emg_kinds must be a non-empty frozenset of {sorted(known)}"
+        )
+
+
+def get_adapter(name: str) -> SourceAdapter[Any]:
     """An instance of driver ``name``'s adapter."""
     return adapter_class(name)()
 
@@ -147,7 +165,25 @@ def read_trial(
 ) -> list[TrialRecording]:
     """``spec``'s recordings through its adapter, its files confined to the source's root;
     ``storage_options`` are fsspec's for the source's URLs (credentials, endpoint)."""
-    from builder.formats.files import FileAccess
-
     with FileAccess(dict(storage_options or {}), root=spec.root or None) as files:
-        return get_adapter(spec.adapter).read_trial(spec, files)
+        return read_recordings(spec, files)
+
+
+def read_recordings(spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
+    """What every read goes through: the adapter's options validated (once per source and
+    process, :meth:`AdapterOptions.of`), ``adapter.read``, then the EMG of every recording
+    checked against the catalogue's ``emg_kind`` (:func:`check_recordings`)."""
+    cls = adapter_class(spec.adapter)
+    if spec.emg_kind not in cls.emg_kinds:
+        raise SourceError(spec.url, kinds_refused(spec.emg_kind, cls))
+    recordings = cls().read(spec, cls.options_model.of(spec), files)
+    check_recordings(spec, recordings, cls.emg_kinds)
+    return recordings
+
+
+def kinds_refused(emg_kind: str, cls: type[SourceAdapter[Any]]) -> str:
+    """Why driver ``cls`` cannot read EMG of kind ``emg_kind`` (one line)."""
+    return (
+        f"emg_kind {emg_kind!r} is not one the {cls.name} driver reads "
+        f"({', '.join(sorted(cls.emg_kinds))})"
+    )

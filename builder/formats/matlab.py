@@ -4,6 +4,7 @@
 ``load_mat`` returns structs as dicts, struct arrays and cell arrays as lists, char arrays as
 str, numeric arrays squeezed (a 1×1 becomes a float) and tables as pandas DataFrames.
 ``field`` walks a dotted path with an error that names the file and the missing field.
+:class:`CycleTable` reads one (points, channels, cycles) array of gait cycles with its names.
 """
 
 from __future__ import annotations
@@ -61,3 +62,47 @@ def field(container: Any, path: str, url: str, *, why: str = "") -> Any:
             raise SourceError(url, f"no field {'.'.join(walked)}{expected}; found {have}")
         node = node[step]
     return node
+
+
+class CycleTable:
+    """One (points, channels, cycles) array of a struct with its channel names: the layout of
+    gait-cycle-normalised exports (3dpredictsim's ``ExperimentalData.mat`` and many like it),
+    ``<path>.<data_field>`` beside ``<path>.<names_field>``. A (points, channels) or (points,)
+    array is one cycle; a (points, cycles) array with one name is one channel."""
+
+    def __init__(
+        self, root: Any, path: str, url: str, *, data_field: str, names_field: str
+    ) -> None:
+        node = field(root, path, url)
+        self.path, self.url = path, url
+        raw_names = field(node, names_field, url, why="channel names")
+        self.names = [raw_names] if isinstance(raw_names, str) else [str(n) for n in raw_names]
+        array = np.asarray(field(node, data_field, url), dtype=float)
+        n = len(self.names)
+        if array.ndim == 1:
+            array = array[:, None, None]
+        elif array.ndim == 2:
+            array = array[:, :, None] if array.shape[1] == n else array[:, None, :]
+        if array.ndim != 3 or array.shape[1] != n:
+            raise SourceError(
+                url,
+                f"{path}.{data_field} has shape {array.shape}, expected (points, "
+                f"{n} channels, cycles)",
+            )
+        self.data = array
+
+    @property
+    def n_points(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def n_cycles(self) -> int:
+        return int(self.data.shape[2])
+
+    def column(self, name: str, why: str) -> np.ndarray:
+        """(cycles, points) of channel ``name``; ``why`` says in the error what it is for."""
+        if name not in self.names:
+            raise SourceError(
+                self.url, f"{self.path}: no channel {name!r} ({why}); found {self.names}"
+            )
+        return self.data[:, self.names.index(name), :].T

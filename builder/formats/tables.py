@@ -3,9 +3,8 @@ sibling files a trial's table points to.
 
 - :func:`read_table`, :func:`require_columns`, :func:`numeric`: a delimited text table with one
   header row, its columns checked and read as numbers, every error a SourceError naming the
-  file (SIAT-LLMD, Hu/ENABL3S, Moreira, Moghadam).
-- :func:`emg_matrix`, :func:`joint_matrix`: named columns to the canonical (T, 13) EMG and
-  (T, 3, 3) joint arrays.
+  file (SIAT-LLMD, Hu/ENABL3S, Moreira, Moghadam). Mapping named columns onto the canonical
+  arrays is the datasets' (:mod:`builder.datasets.columns`).
 - :func:`rate_from_times`: the sampling rate of a printed time column.
 - :func:`sibling_url`, :func:`url_exists`: files next to the matched one, for local paths and
   fsspec URLs alike.
@@ -15,16 +14,13 @@ from __future__ import annotations
 
 import io
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import fsspec
 import numpy as np
 import pandas as pd
 
-from builder.conventions import Side
-from builder.datasets.mapping import joint_array, muscle_matrix
-from builder.datasets.options import JointMap
 from builder.errors import SourceError, one_line
 from builder.formats.files import FileAccess
 
@@ -87,31 +83,6 @@ def numeric(table: pd.DataFrame, column: str, url: str) -> np.ndarray:
         example = table[column][bad].iloc[0]
         raise SourceError(url, f"column {column!r} holds non-numeric values such as {example!r}")
     return values
-
-
-def emg_matrix(
-    table: pd.DataFrame, names: Mapping[str, list[str]], url: str, why: str
-) -> np.ndarray:
-    """(T, 13) EMG from named columns (``EmgMap.names(side)``); several names are averaged."""
-    require_columns(table, [n for ns in names.values() for n in ns], url, why)
-    columns = {
-        muscle: numeric(table, ns[0], url) if len(ns) == 1 else [numeric(table, n, url) for n in ns]
-        for muscle, ns in names.items()
-    }
-    return muscle_matrix(columns, (len(table),))
-
-
-def joint_matrix(
-    table: pd.DataFrame, joints: JointMap, side: Side, url: str, why: str, factor: float = 1.0
-) -> np.ndarray | None:
-    """(T, 3, 3) from the named columns of ``side`` (``JointMap.columns``), canonical signs,
-    times ``factor``; None when the side has no column."""
-    columns = joints.component_columns(side)
-    if not columns:
-        return None
-    require_columns(table, [str(c) for c in columns.values()], url, why)
-    values = {key: numeric(table, str(col), url) for key, col in columns.items()}
-    return joint_array(values, (len(table),), signs=joints.sign, factor=factor)
 
 
 def rate_from_times(times: np.ndarray, url: str, column: str) -> tuple[float, float]:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import SourceError
@@ -45,6 +46,8 @@ STARTUP_TIMEOUT_S = 120.0
 _HEADER = struct.Struct("<Q")
 # How the child is run (after the interpreter): tests run a script that adds test adapters.
 _CHILD: tuple[str, ...] = ("-m", "builder.pipeline.isolated")
+# What the child reads: a trial and the storage options of its files (never in the spec).
+_Request = tuple[TrialSpec, dict[str, Any]]
 
 
 def read_time_limits(timeout_s: float) -> tuple[float, ...]:
@@ -54,9 +57,12 @@ def read_time_limits(timeout_s: float) -> tuple[float, ...]:
 
 
 def read_trial_isolated(
-    spec: TrialSpec, timeout_s: float = DEFAULT_TIMEOUT_S
+    spec: TrialSpec,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> list[TrialRecording]:
-    """``get_adapter(spec.adapter).read_trial(spec, …)``, run in this process's reader child.
+    """``read_trial(spec, storage_options)``, run in this process's reader child.
 
     Raises SourceError when the file crashes the reader or hangs it through every attempt (see
     the module docstring), and for the adapter's own SourceErrors; OSError for failures that
@@ -64,10 +70,11 @@ def read_trial_isolated(
     RuntimeError for anything else the adapter raised.
     """
     limits = read_time_limits(timeout_s)
+    request = (spec, dict(storage_options or {}))
     with _LOCK:
         for limit in limits:
             try:
-                kind, payload = _call(spec, limit)
+                kind, payload = _call(request, limit)
                 break
             except TimeoutError:
                 continue  # _call killed the child: the next attempt starts a fresh one
@@ -88,15 +95,16 @@ def read_trial_isolated(
     raise RuntimeError(payload)
 
 
-def _call(spec: TrialSpec, timeout_s: float) -> tuple[str, Any]:
+def _call(request: _Request, timeout_s: float) -> tuple[str, Any]:
     """One attempt in this process's child (started if needed); TimeoutError when the read
     overran ``timeout_s``, the child then killed. Called under ``_LOCK``."""
     global _READER
     if _READER is None or not _READER.alive():
         _READER = _Reader()
     reader = _READER
+    spec = request[0]
     try:
-        return reader.call(spec, timeout_s)
+        return reader.call(request, timeout_s)
     except _ReaderDied as died:
         reader.close()
         _READER = None
@@ -159,9 +167,9 @@ class _Reader:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def call(self, spec: TrialSpec, timeout_s: float) -> tuple[str, Any]:
+    def call(self, request: _Request, timeout_s: float) -> tuple[str, Any]:
         try:
-            _write(self._request, pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+            _write(self._request, pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
             if not self.ready:  # the child's imports are not the trial's time
                 startup_s = max(STARTUP_TIMEOUT_S, timeout_s)
                 try:
@@ -232,9 +240,9 @@ def _serve(request_fd: int, result_fd: int) -> None:
             header = requests.read(_HEADER.size)
             if len(header) < _HEADER.size:
                 return  # the worker went away
-            spec: TrialSpec = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
+            request: _Request = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
             try:
-                result: tuple[str, Any] = ("ok", read_trial(spec, spec.storage_options))
+                result: tuple[str, Any] = ("ok", read_trial(*request))
             except SourceError as exc:
                 result = ("source_error", (exc.path, exc.problem))
             except (OSError, TimeoutError, MemoryError) as exc:

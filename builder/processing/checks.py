@@ -18,7 +18,8 @@ message says which assumption broke, then what was measured.
 - internal vs external moments: :func:`check_plantarflexor_moment`,
   :func:`check_internal_moments`, :func:`check_walking_moments`;
 - EMG kind: :func:`negative_share`, :func:`check_raw_emg`, :func:`check_envelope_share`,
-  :func:`check_envelope_undershoot`, :func:`emg_signal_kind`, :func:`check_emg_kind`.
+  :func:`check_envelope_undershoot`, :func:`emg_signal_kind`, :func:`check_emg_kind`;
+  :func:`check_recordings` (the declared kind, which the registry checks on every recording).
 
 Several concepts have more than one check. They measure different things (the samples of a
 whole trial, one mean stride, each stride) with bounds each adapter tuned to its source; a
@@ -31,7 +32,7 @@ heel strike to the next, both included.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -39,7 +40,7 @@ import numpy as np
 from builder.conventions import JOINTS, PLANES, moment_factor
 from builder.errors import SourceError
 from builder.processing.strides import time_normalise
-from builder.records import TimeSeries
+from builder.records import TimeSeries, TrialRecording, TrialSpec
 
 _HIP, _KNEE, _ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
 _FLEX = PLANES.index("flexion")
@@ -498,7 +499,8 @@ def check_walking_moments(
 # filter undershoot. The tolerated undershoot depends on how the source made its envelopes:
 # - check_raw_emg / check_envelope_share: the share of negative samples;
 # - check_envelope_undershoot: the most negative value against the signal's peak;
-# - emg_signal_kind / check_emg_kind: raw vs rectified vs envelope, smoothness included.
+# - emg_signal_kind / check_emg_kind: raw vs rectified vs envelope, smoothness included;
+# - check_recordings: only the declared kind, on every recording (the quality gate judges content).
 
 # An envelope is smooth: RMS of its first difference over its standard deviation. Linear
 # envelopes sampled at 100 points to 1 kHz give 0.1-0.3 (ExperimentalData.mat: 0.13-0.27),
@@ -613,3 +615,21 @@ def check_emg_kind(signals: list[np.ndarray], emg_kind: str, url: str, assumptio
             f"{assumption}: the EMG is {found} ({detail}), not signed raw EMG; "
             "set metadata.emg_kind to envelope",
         )
+
+
+def check_recordings(
+    spec: TrialSpec, recordings: Sequence[TrialRecording], accepted: frozenset[str]
+) -> None:
+    """What the registry checks on the recordings an adapter read from ``spec.url``: each
+    one's ``emg_kind`` is the catalogue's and one the adapter reads (``accepted``). Whether the
+    signal is what that kind says is the quality gate's call, per channel and stride
+    (:mod:`builder.processing.quality`, flag ``emg_kind``): it leaves the EMG out and keeps the
+    rest of the trial."""
+    for recording in recordings:
+        if recording.emg_kind != spec.emg_kind or recording.emg_kind not in accepted:
+            raise SourceError(
+                spec.url,
+                f"the adapter read EMG of kind {recording.emg_kind!r}, but the catalogue "
+                f"declares metadata.emg_kind {spec.emg_kind!r} (the adapter reads "
+                f"{', '.join(sorted(accepted))})",
+            )

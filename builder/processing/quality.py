@@ -40,6 +40,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast, overload
 
 import numpy as np
 
@@ -298,7 +299,8 @@ def _range_check(part: SideStrides, result: GateResult) -> None:
         hi = np.array([table[j, p][1] for j in JOINTS for p in PLANES])
         flat = values.reshape(values.shape[0], values.shape[1], -1).astype(np.float64)
         with np.errstate(invalid="ignore"):
-            outside = ((flat < lo) | (flat > hi)).any(axis=1)
+            # numpy's stubs type a reduction along an axis as "scalar or array"
+            outside = cast(np.ndarray, ((flat < lo) | (flat > hi)).any(axis=1))
             low, high = (
                 np.nanmin(flat, axis=1, initial=np.inf),
                 np.nanmax(flat, axis=1, initial=-np.inf),
@@ -427,7 +429,7 @@ def _constant_run_check(part: SideStrides, emg_kind: str, result: GateResult) ->
             continue
         data = _columns(series)
         stride_first, stride_last = _stride_samples(part, series)
-        fail = np.zeros((part.batch.n_strides, data.shape[1]), bool)
+        fail = np.zeros((part.batch.n_strides, data.shape[1]), np.bool_)
         reasons: dict[int, str] = {}
         envelope = kind == "emg" and emg_kind == "envelope"
         for c in _columns_with_repeats(data):
@@ -468,6 +470,10 @@ def _flat_check(part: SideStrides, result: GateResult) -> None:
 # --- duplicates ------------------------------------------------------------------------------
 
 
+@overload
+def _columns(series: TimeSeries) -> np.ndarray: ...
+@overload
+def _columns(series: None) -> None: ...
 def _columns(series: TimeSeries | None) -> np.ndarray | None:
     if series is None:
         return None
@@ -539,7 +545,7 @@ def _duplicate_candidates(
         return {(a, b) for i, a in enumerate(recorded) for b in recorded[i + 1 :]}
     rows = np.flatnonzero(common)
     rows = rows[:: max(1, rows.size // SCREEN_SAMPLES)]  # copies correlate on any subset
-    x = columns[np.ix_(rows, recorded)]
+    x = columns[np.ix_(rows, recorded)]  # type: ignore[arg-type]  # stubs: no list[int]
     x = x - x.mean(axis=0)
     norm = np.sqrt((x**2).sum(axis=0))
     moving = norm > 0  # constant columns: only the exact test can tell (bit-identical)
@@ -579,7 +585,7 @@ def _duplicate_check(
                 if kind != "emg" and len(unit) < 2:
                     continue
                 series = [getattr(parts[i].recording, kind) for i in unit]
-                columns = np.concatenate([_columns(s) for s in series], axis=1)  # type: ignore[misc]
+                columns = np.concatenate([_columns(s) for s in series], axis=1)
                 valid = np.concatenate(
                     [
                         _in_present_strides(parts[i], kind, s)
@@ -736,9 +742,9 @@ def _emg_kind_check(parts: Sequence[SideStrides], declared: str, result: GateRes
             data = _middle(np.asarray(series.data, dtype=np.float64))
             recorded = np.flatnonzero(np.isfinite(data).sum(axis=0) >= 16)
             found = emg_kind_problems(data[:, recorded], series.rate_hz, declared)
-            for c, problem in zip(recorded, found, strict=True):
-                verdicts[c].append(problem)
-        reasons = {}
+            for channel, problem in zip(recorded, found, strict=True):
+                verdicts[channel].append(problem)
+        reasons: dict[int, str] = {}
         for c, found in enumerate(verdicts):
             problems = [v for v in found if v is not None]
             if found and 2 * len(problems) > len(found):
@@ -769,10 +775,10 @@ def _mains_hum_check(part: SideStrides, mains_hz: float | None, result: GateResu
     rows, mask = part.batch.emg, part.batch.emg_mask
     finite = np.isfinite(rows)
     groups: dict[bytes, list[int]] = {}  # channels present in the same strides go together
-    for c in np.flatnonzero(mask.any(axis=0)):
-        if finite[:, c].sum() >= 256:
-            groups.setdefault(np.packbits(finite[:, c]).tobytes(), []).append(int(c))
-    reasons = {}
+    for channel in np.flatnonzero(mask.any(axis=0)):
+        if finite[:, channel].sum() >= 256:
+            groups.setdefault(np.packbits(finite[:, channel]).tobytes(), []).append(int(channel))
+    reasons: dict[int, str] = {}
     for columns in groups.values():
         x = _middle(rows[finite[:, columns[0]]][:, columns].astype(np.float64)).T
         for c, share in zip(columns, hum_shares(x, 1000.0, mains_hz), strict=True):

@@ -89,7 +89,10 @@ def _side_strides(
     emg_rows, emg_offsets, envelope, emg_mask, emg_notes, failed = _emg(
         side.emg, recording, processing, starts, ends
     )
-    lost = starts.size * int(np.isfinite(side.emg.data).any(axis=0).sum()) if failed else 0
+    # failed implies EMG was there (and could not be processed): its channels are lost
+    lost = 0
+    if failed and side.emg is not None:
+        lost = starts.size * int(np.isfinite(side.emg.data).any(axis=0).sum())
     notes.extend(f"{side.side}: {n}" for n in emg_notes)
     kinematics, kinematics_mask = _joint_curves(side.kinematics, starts, ends)
     kinetics, kinetics_mask = _joint_curves(side.kinetics, starts, ends)

@@ -15,6 +15,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
+from builder.errors import StoreError
 from builder.store.versions import chunk_key_encoding, one_dim_chunk_halved
 
 REPORT_NAME = "build_report.json"  # beside the arrays in every version
@@ -279,9 +280,17 @@ def expected_chunk_keys(group: zarr.Group) -> set[str]:
     """Store keys of every chunk (or shard) the arrays' grids define."""
     keys = set()
     for spec in ARRAYS:
-        array = group[spec.name]
+        array = store_array(group, spec.name)
         grid_shape = array.shards or array.chunks
         counts = [-(-s // c) for s, c in zip(array.shape, grid_shape, strict=True)]
         for index in np.ndindex(*counts):
             keys.add(f"{spec.name}/{array.metadata.encode_chunk_key(index)}")
     return keys
+
+
+def store_array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of a store group (StoreError when that is missing or a group)."""
+    node = group.get(name)
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"{group.store_path}: has no array {name!r} (not a builder store?)")
+    return node

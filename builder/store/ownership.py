@@ -16,6 +16,7 @@ import fsspec
 
 from builder.errors import BuilderError
 from builder.store._files import is_local
+from builder.store.location import StoreLocation
 
 MARKER = ".gait-builder"  # a small JSON file: what the builder made here, and when
 
@@ -62,7 +63,8 @@ def owned(fs: fsspec.AbstractFileSystem, path: str) -> bool:
 
 def claim_local(folder: Path, kind: str) -> None:
     """:func:`claim` for a local folder."""
-    claim(fsspec.filesystem("file"), str(folder.absolute()), kind, str(folder))
+    location = StoreLocation(str(folder.absolute()))
+    claim(location.fs, location.path, kind, str(folder))
 
 
 def _has_content(fs: fsspec.AbstractFileSystem, path: str) -> bool:

@@ -29,7 +29,8 @@ import numpy as np
 
 from builder.errors import StoreError
 from builder.records import StrideBatch, TrialSpec
-from builder.store._files import atomic_write, is_local
+from builder.store._files import atomic_write
+from builder.store.location import StoreLocation
 from builder.store.ownership import MARKER, claim, marker_content, owned
 
 LOCK_HEARTBEAT_S = 30.0  # object stores: how often a build refreshes its lock
@@ -153,13 +154,33 @@ def _null_to_nan(values: list[Any]) -> list[float]:
 
 
 class Staging:
-    """The ``<output>.build/`` folder, on any fsspec filesystem."""
+    """The ``<output>.build/`` folder, on the output's filesystem."""
 
-    def __init__(self, output_url: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.url = output_url.rstrip("/") + ".build"
-        self.storage_options = dict(storage_options or {})
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
-        self.local = is_local(self.fs)
+    def __init__(
+        self, output: str | StoreLocation, storage_options: dict[str, Any] | None = None
+    ) -> None:
+        self.location = StoreLocation.of(output, storage_options)  # the output's, not ours
+
+    @property
+    def url(self) -> str:
+        return f"{self.location.url}.build"
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        return self.location.storage_options
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return self.location.fs
+
+    @property
+    def root(self) -> str:
+        """The staging folder's path on :attr:`fs` (no protocol)."""
+        return f"{self.location.path}.build"
+
+    @property
+    def local(self) -> bool:
+        return self.location.is_local
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -308,6 +329,22 @@ class Staging:
             self.fs.rm(doomed)
 
     # manifest ------------------------------------------------------------------------
+    def last_build(self) -> str | None:
+        """One line on how the last build ended when it did not publish (failed, or
+        interrupted), or that one is still going; None when it published or none ran."""
+        manifest = self.read_manifest()
+        state = manifest.get("state")
+        if state in ("failed", "interrupted"):
+            when = manifest.get("failed", "at an unknown time")
+            reason = manifest.get("failure", "no reason recorded")
+            return f"the last build {state} at {when}: {reason}"
+        if state in ("processing", "writing"):
+            return (
+                f"a build started at {manifest.get('started', 'an unknown time')} is under way "
+                "or was killed (re-run `builder run` to finish it)"
+            )
+        return None
+
     def read_manifest(self) -> dict[str, Any]:
         try:
             with self.fs.open(self._path("manifest.json"), "rb") as f:

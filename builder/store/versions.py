@@ -40,7 +40,8 @@ from typing import Any
 import fsspec
 
 from builder.errors import StoreError
-from builder.store._files import atomic_write, is_local
+from builder.store._files import atomic_write
+from builder.store.location import StoreLocation
 from builder.store.ownership import MARKER, claim, marker_content
 
 _VERSION = re.compile(r"v(\d{4,})\Z")
@@ -62,8 +63,9 @@ def version_number(version: str) -> int:
     return int(match.group(1))
 
 
-def chunk_key_encoding(version: str, ndim: int) -> dict[str, str]:
-    """The chunk-key encoding of an array of ``ndim`` dimensions in ``version``."""
+def chunk_key_encoding(version: str, ndim: int) -> dict[str, Any]:
+    """The chunk-key encoding of an array of ``ndim`` dimensions in ``version`` (zarr's
+    ``chunk_key_encoding`` parameter: a name and a separator)."""
     cycle = _ENCODINGS_ND if ndim >= 2 else _ENCODINGS_1D
     name, separator = cycle[version_number(version) % len(cycle)]
     return {"name": name, "separator": separator}
@@ -76,19 +78,42 @@ def one_dim_chunk_halved(version: str) -> bool:
 
 
 def versioned_output(url: str, storage_options: dict[str, Any] | None = None) -> VersionedOutput:
-    return VersionedOutput(url, storage_options)
+    """The versions of the output at ``url`` (its :attr:`StoreLocation.versions`)."""
+    return StoreLocation(url, storage_options).versions
 
 
 class VersionedOutput:
-    """The versions of one output and its moving name, on any fsspec filesystem."""
+    """The versions of one output and its moving name, on the output's filesystem."""
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.url = url.rstrip("/")
-        self.storage_options = dict(storage_options or {})
-        self.fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
-        self.local = is_local(self.fs)
-        self.path = os.path.abspath(path) if self.local else path.rstrip("/")
-        self.versions_path = self.path + ".versions"
+    def __init__(
+        self, output: str | StoreLocation, storage_options: dict[str, Any] | None = None
+    ) -> None:
+        self.location = StoreLocation.of(output, storage_options)
+
+    @property
+    def url(self) -> str:
+        return self.location.url
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        return self.location.storage_options
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return self.location.fs
+
+    @property
+    def local(self) -> bool:
+        return self.location.is_local
+
+    @property
+    def path(self) -> str:
+        """The moving name's path on :attr:`fs` (no protocol)."""
+        return self.location.path
+
+    @property
+    def versions_path(self) -> str:
+        return self.path + ".versions"
 
     # --- versions ------------------------------------------------------------------------
     def version_path(self, version: str) -> str:

@@ -15,7 +15,8 @@ import zarr
 
 from builder.conventions import MUSCLES
 from builder.records import RECORDING_METADATA, TrialSpec
-from builder.store.layout import TABLE_COLUMNS, ChunkLayout, regions
+from builder.store.layout import TABLE_COLUMNS, ChunkLayout, regions, store_array
+from builder.store.location import StoreLocation
 from builder.store.staging import Staging, TrialOutcome
 
 
@@ -90,7 +91,8 @@ def plan_store(specs: dict[str, TrialSpec], outcomes: dict[str, TrialOutcome]) -
     peaks = [outcomes[k].peaks_array(len(MUSCLES)) for k in built]
     scales = _subject_scales(subjects, np.concatenate(peaks) if peaks else np.empty((0, 13)))
 
-    placements, lengths = [], []
+    placements: list[Placement] = []
+    lengths: list[int] = []
     stride, row = 0, 0
     for key in built:
         outcome = outcomes[key]
@@ -195,11 +197,11 @@ def write_emg_region(
 def _write(
     version_url: str, values: dict[str, np.ndarray], region: slice, staging: Staging
 ) -> None:
+    # The version is a location of its own, on the output's filesystem with its options.
+    version = StoreLocation(version_url, staging.storage_options)
     # Whole-chunk writes of fill values must still create the chunk: the build verifies
     # that every expected chunk exists.
     with zarr.config.set({"array.write_empty_chunks": True}):
-        group = zarr.open_group(
-            version_url, mode="r+", storage_options=staging.storage_options or None
-        )
+        group = version.open_group("r+")
         for name, data in values.items():
-            group[name][region] = data
+            store_array(group, name)[region] = data

@@ -568,7 +568,7 @@ def leg_markers(
         return 1000.0 * np.stack(np.broadcast_arrays(x, y, z), axis=1)
 
     markers = {"SACR": at(hip_x - 0.12 * s, sway, hip_z + 0.09 * s)}
-    for side, sign in (("L", 1.0), ("R", -1.0)):
+    for side, sign in zip(SIDES, (1.0, -1.0), strict=True):
         markers[f"{side}ASI"] = at(hip_x + 0.055 * s, sway + sign * 0.12 * s, hip_z + 0.075 * s)
         for part, offset in lateral.items():
             rel = legs[side][part]
@@ -695,8 +695,14 @@ def simulate_trial(
 
     stance = stance_fraction(speed_mps)
     cycles = np.arange(-1, n_cycles + 1, dtype=float)
-    heel_strikes = {"L": event_times(cycles), "R": event_times(cycles + 0.5)}
-    toe_offs = {"L": event_times(cycles + stance), "R": event_times(cycles + 0.5 + stance)}
+    heel_strikes: dict[Side, np.ndarray] = {
+        "L": event_times(cycles),
+        "R": event_times(cycles + 0.5),
+    }
+    toe_offs: dict[Side, np.ndarray] = {
+        "L": event_times(cycles + stance),
+        "R": event_times(cycles + 0.5 + stance),
+    }
 
     offsets_rng = kin_rng.spawn(2)
     kinematics: dict[Side, np.ndarray] = {}
@@ -705,6 +711,8 @@ def simulate_trial(
     activations: dict[Side, np.ndarray] = {}
     for side, rng in zip(SIDES, offsets_rng, strict=True):
         phase[side] = phase_analog[side][::ratio]
+        gains: np.ndarray | None
+        shifts: np.ndarray | None
         if variability:
             n_nodes = n_cycles + 3
             gains = _smooth_series(

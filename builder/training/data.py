@@ -26,7 +26,9 @@ import zarr
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
-from builder.store.reader import open_group, pin_version, stride_table
+from builder.store.layout import store_array
+from builder.store.location import StoreLocation
+from builder.store.reader import group_stride_table
 
 GAP_TOLERANCE_S = 0.002
 RECENT_CHUNKS = 4  # chunks kept per array without the cache (a pool of 2, and the next)
@@ -69,7 +71,8 @@ class StrideQuery:
             ("emg_envelope", self.emg),
         ):
             for component in components:
-                keep &= masks[signal][(slice(None), *component_index(signal, component))]
+                index: tuple[slice | int, ...] = (slice(None), *component_index(signal, component))
+                keep &= masks[signal][index]
         return np.flatnonzero(keep)
 
 
@@ -158,33 +161,41 @@ def split_strides(
 
 @dataclass
 class StoreSource:
-    """A store URL and its options; opens the zarr group lazily, once per process, so that
-    DataLoader workers (spawned: s3fs is not fork-safe) each open their own."""
+    """A store URL and its options, pinned to the version it opens now; opens the zarr group
+    lazily, once per process, so that DataLoader workers (spawned: s3fs is not fork-safe)
+    each open their own."""
 
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict)
-    _group: zarr.Group | None = field(default=None, init=False, repr=False)
-    _pid: int = field(default=-1, init=False, repr=False)
+    _group: zarr.Group | None = field(default=None, init=False, repr=False, compare=False)
+    _pid: int = field(default=-1, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Pin the version now: a publish during training must not change what workers read.
-        self.url = pin_version(self.url, self.storage_options)
+        self.url = StoreLocation(self.url, self.storage_options).pin()
+
+    @property
+    def location(self) -> StoreLocation:
+        """The pinned version's location."""
+        return StoreLocation(self.url, self.storage_options)
 
     def group(self) -> zarr.Group:
         if self._group is None or self._pid != os.getpid():
-            self._group, self._pid = open_group(self.url, self.storage_options), os.getpid()
+            self._group, self._pid = self.location.open_group(), os.getpid()
         return self._group
 
+    def array(self, name: str) -> zarr.Array:
+        return store_array(self.group(), name)
+
     def table(self) -> pd.DataFrame:
-        return stride_table(self.url, self.storage_options)
+        return group_stride_table(self.group())
 
     def masks(self) -> dict[str, np.ndarray]:
-        group = self.group()
-        return {signal: np.asarray(group[mask][...]) for signal, mask in _MASKS.items()}
+        return {signal: np.asarray(self.array(mask)[...]) for signal, mask in _MASKS.items()}
 
     def chunk_strides(self) -> int:
         """Strides per chunk of the stride-chunked arrays (the unit a read fetches)."""
-        return int(self.group()["kinematics"].chunks[0])
+        return int(self.array("kinematics").chunks[0])
 
     def __getstate__(self) -> dict[str, Any]:
         return {"url": self.url, "storage_options": self.storage_options}
@@ -216,7 +227,7 @@ class StrideDataset(Dataset):
             raise ValueError(f"unknown signals {unknown}; signals are {list(SIGNALS)}")
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
-        n_strides = int(source.group()["stride"].shape[0])
+        n_strides = int(source.array("stride").shape[0])
         outside = self.indices[(self.indices < 0) | (self.indices >= n_strides)]
         if outside.size:
             raise ValueError(
@@ -251,7 +262,7 @@ class StrideDataset(Dataset):
     def _read(self, name: str, strides: np.ndarray) -> np.ndarray:
         """Rows ``strides`` of array ``name``, gathered from whole chunks: each chunk is read
         and decoded once however many batches draw from it."""
-        array = self.source.group()[name]
+        array = self.source.array(name)
         size = int(array.chunks[0])
         chunk_of = strides // size
         out = np.empty((len(strides), *array.shape[1:]), dtype=array.dtype)

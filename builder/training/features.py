@@ -6,6 +6,8 @@ before it only (what a controller has at that instant).
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
@@ -44,12 +46,13 @@ def sagittal_present(batch: dict[str, torch.Tensor], signal: str) -> torch.Tenso
 
 def has_sagittal(mask: np.ndarray) -> np.ndarray:
     """Strides of a store mask ``(strides, joint, plane)`` with all three sagittal components."""
-    return mask[:, : len(JOINTS), _FLEXION].all(axis=1)
+    # numpy's stubs type a reduction along an axis as "scalar or array"
+    return cast(np.ndarray, mask[:, : len(JOINTS), _FLEXION].all(axis=1))
 
 
 def has_study_emg(emg_mask: np.ndarray) -> np.ndarray:
     """Strides of the store's ``emg_mask`` with at least one of the seven study muscles."""
-    return emg_mask[:, STUDY_MUSCLE_INDEX].any(axis=1)
+    return cast(np.ndarray, emg_mask[:, STUDY_MUSCLE_INDEX].any(axis=1))
 
 
 def kinematic_features(batch: dict[str, torch.Tensor], durations_s: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,9 @@ from torch import nn
 class Standardize(nn.Module):
     """``(x - mean) / std`` over the feature axis ``dim``, with fixed statistics."""
 
+    mean: torch.Tensor  # buffers (nn.Module types its attributes as "Tensor | Module")
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float], dim: int = -1) -> None:
         super().__init__()
         shape = [1, 1, 1]

@@ -15,9 +15,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
-from builder import __version__
+from builder._version import __version__
 from builder.errors import StoreError, TrainingError
-from builder.store.reader import pin_version, read_report
+from builder.pipeline.report import read_build_report
+from builder.store.reader import pin_version
 from builder.store.staging import nan_to_null
 from builder.training.loop import TrainSettings, progress_bar, seed_everything
 from builder.training.reference import reference_model
@@ -91,14 +92,14 @@ def store_identity(url: str, storage_options: dict[str, Any]) -> dict[str, Any]:
     """Which build of the store a model is trained on (from its build report)."""
     try:
         pinned = pin_version(url, storage_options)
-        report = read_report(pinned, storage_options)
+        report = read_build_report(pinned, storage_options)
     except StoreError as exc:
         raise TrainingError(str(exc)) from None
     return {
         "url": url,
         "version_url": pinned,  # this exact build, for as long as it is not pruned
-        "version": report.get("version"),
-        "fingerprint": report.get("fingerprint"),
-        "created": report.get("created"),
-        "n_strides": report.get("n_strides"),
+        "version": report.version,
+        "fingerprint": report.fingerprint,
+        "created": report.created,
+        "n_strides": report.n_strides,
     }

@@ -15,28 +15,27 @@ import pytest
 import scipy.io
 
 import builder.datasets.angelidou.adapter as angelidou
-from builder.conventions import JOINTS, MUSCLES, PLANES
-from builder.datasets import get_adapter
+from builder.conventions import MUSCLES
+from builder.datasets import read_recordings
 from builder.datasets.angelidou import miniature
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import miniature_specs
+from contract import AdapterContract
+from helpers import ANKLE, FLEX, HIP, KNEE, MINIATURE_MAX_BYTES, MiniatureFactory
 
 SOURCE = "angelidou"
-HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
-FLEX = PLANES.index("flexion")
 _SPECS: dict[Path, list[TrialSpec]] = {}
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("data")
-    facts, _SPECS[root] = miniature_specs(root, SOURCE)
-    return root, facts
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    written = miniature(SOURCE)
+    _SPECS[written.root] = written.specs()
+    return written.root, written.facts
 
 
 def _spec(root: Path, participant: str = "P0001") -> TrialSpec:
@@ -44,7 +43,7 @@ def _spec(root: Path, participant: str = "P0001") -> TrialSpec:
 
 
 def _read(spec: TrialSpec):
-    return get_adapter("angelidou").read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 def _mutate(monkeypatch, participant: str, change: Callable[[dict], None]) -> None:
@@ -78,7 +77,7 @@ def test_miniature_is_deterministic_and_small(generated, tmp_path: Path) -> None
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == sorted(p.name for p in first.iterdir()) and len(files) == 10
     assert all((tmp_path / f).read_bytes() == (first / f).read_bytes() for f in files)
-    assert sum((tmp_path / f).stat().st_size for f in files) < 5e6
+    assert sum((tmp_path / f).stat().st_size for f in files) < MINIATURE_MAX_BYTES
 
 
 def test_every_participant_and_cycle_becomes_a_stride(generated, tmp_path: Path) -> None:
@@ -242,3 +241,8 @@ def test_rectified_emg_is_refused(generated, monkeypatch) -> None:
     _mutate(monkeypatch, "P0001", lambda d: _each_cell(d, "EMG", ("RGA",), np.abs))
     with pytest.raises(SourceError, match="not raw EMG"):
         _read(_spec(root))
+
+
+class TestContract(AdapterContract):
+    driver = "angelidou"
+    source = SOURCE

@@ -13,19 +13,27 @@ import numpy as np
 import pytest
 
 import builder.datasets.bacek.adapter  # noqa: F401 (registers)
-from builder.conventions import JOINTS, MUSCLES, PLANES
+from builder.conventions import MUSCLES
 from builder.datasets.bacek import miniature as mini
 from builder.errors import SourceError
 from builder.formats.matlab import load_mat
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import copy_miniature, spec_reader, trial_specs
+from contract import AdapterContract
+from helpers import (
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    MiniatureFactory,
+    spec_reader,
+    trial_specs,
+)
 
 SOURCE = "bacek2024"
-HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
-FLEX = PLANES.index("flexion")
 BACEK_MUSCLES = {
     "vastus_lateralis",
     "rectus_femoris",
@@ -39,9 +47,9 @@ BACEK_MUSCLES = {
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("data")
-    return root, mini.write(root / SOURCE)
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    written = miniature(SOURCE)
+    return written.root, written.facts
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +59,9 @@ def catalogue_specs(generated: tuple[Path, dict]) -> list[TrialSpec]:
 
 
 @pytest.fixture
-def copy(generated: tuple[Path, dict], tmp_path: Path) -> Path:
+def copy(miniature: MiniatureFactory, tmp_path: Path) -> Path:
     """A private copy of the miniature to break an assumption in."""
-    return copy_miniature(generated[0], SOURCE, tmp_path)
+    return miniature(SOURCE).copy(tmp_path)
 
 
 @pytest.fixture
@@ -89,7 +97,7 @@ def test_miniature_is_deterministic_and_small(
     ]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (earlier / name).read_bytes(), name
-    assert sum((tmp_path / "a" / n).stat().st_size for n in files) < 5e6
+    assert sum((tmp_path / "a" / n).stat().st_size for n in files) < MINIATURE_MAX_BYTES
     assert facts["strides"] == {"L": 20, "R": 15}
     # The documented formats: mechanics MAT v5, energetics MAT v7.3 (HDF5).
     assert (tmp_path / "a" / "Sub1_segEnergetics.mat").read_bytes()[512:516] == b"\x89HDF"
@@ -278,7 +286,7 @@ def test_emg_must_be_an_envelope(copy: Path, read) -> None:
     mutate(copy / SOURCE / "Sub1_segEnergetics.mat", "segEnergetics", centre)
     with pytest.raises(SourceError, match=r"T3: EMG has negative values"):
         read(copy)
-    with pytest.raises(SourceError, match=r"emg_kind is 'raw'"):
+    with pytest.raises(SourceError, match=r"emg_kind 'raw' is not one the bacek driver reads"):
         read(copy, emg_kind="raw")
 
 
@@ -286,3 +294,8 @@ def test_missing_sibling_is_named(copy: Path, read) -> None:
     (copy / SOURCE / "Sub2_segEnergetics.mat").unlink()
     with pytest.raises(SourceError, match=r"sibling file not found .*Sub2_segEnergetics.mat"):
         read(copy, "Sub2")
+
+
+class TestContract(AdapterContract):
+    driver = "bacek"
+    source = SOURCE

@@ -11,14 +11,25 @@ import pytest
 
 import builder.datasets.camargo.adapter  # noqa: F401 (registers)
 from builder.conventions import MUSCLES
-from builder.datasets import get_adapter
+from builder.datasets import read_recordings
 from builder.datasets.camargo.miniature import save_mat, write
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
 from builder.formats.matlab import load_mat
 from builder.records import TrialSpec
 
-from helpers import copy_miniature, process_all, relocated, trial_specs
+from contract import AdapterContract
+from helpers import (
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    MiniatureFactory,
+    process_all,
+    relocated,
+    trial_specs,
+)
 
 SOURCE = "camargo2021"
 RECORDED = {
@@ -32,15 +43,13 @@ RECORDED = {
     "soleus",
     "gluteus_medius",
 }
-HIP, KNEE, ANKLE = 0, 1, 2
-ADD, ROT, FLEX = 0, 1, 2
 
 
 @pytest.fixture(scope="module")
-def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("raw")
-    facts = write(root / SOURCE)
-    return root, facts
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    """This module's miniature (the session's, written once): (root, facts)."""
+    written = miniature(SOURCE)
+    return written.root, written.facts
 
 
 def specs_of(root: Path) -> dict[str, TrialSpec]:
@@ -54,21 +63,23 @@ def built(specs, tmp_path_factory) -> dict[str, tuple]:
 
 
 @pytest.fixture(scope="module")
-def specs(miniature) -> dict[str, TrialSpec]:
-    root, _ = miniature
+def specs(generated) -> dict[str, TrialSpec]:
+    root, _ = generated
     return specs_of(root)
 
 
 @pytest.fixture
-def copy(miniature, specs, tmp_path: Path) -> tuple[Path, dict[str, TrialSpec]]:
+def copy(
+    miniature: MiniatureFactory, generated, specs, tmp_path: Path
+) -> tuple[Path, dict[str, TrialSpec]]:
     """A private copy of the miniature (and its specs), for tests that break a file."""
-    root, _ = miniature
-    copy_miniature(root, SOURCE, tmp_path)
+    root, _ = generated
+    miniature(SOURCE).copy(tmp_path)
     return tmp_path, {name: relocated(spec, root, tmp_path) for name, spec in specs.items()}
 
 
 def read(spec: TrialSpec):
-    return get_adapter("camargo").read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 def sibling(root: Path, name: str, sensor: str) -> Path:
@@ -90,9 +101,9 @@ STAIR = "AB07/10_16_18/stair/emg/stair_1_l_01_01.mat"
 # --- the trial table and strides --------------------------------------------------------
 
 
-def test_every_date_folder_of_a_subject_is_read(miniature, built) -> None:
+def test_every_date_folder_of_a_subject_is_read(generated, built) -> None:
     """The foundation read only the first date folder: AB07's second session must be built."""
-    _, facts = miniature
+    _, facts = generated
     assert set(built) == set(facts["trials"]) == {LEVEL, TREADMILL, RAMP, STAIR}
     trials = {name: set(out.columns["trial"]) for name, (_, out, _) in built.items()}
     assert trials[RAMP] == {"10_14_18/ramp_1_r_01_01"}
@@ -100,8 +111,8 @@ def test_every_date_folder_of_a_subject_is_read(miniature, built) -> None:
     assert {s.subject for s, _, _ in built.values()} == {"AB06", "AB07"}
 
 
-def test_strides_per_leg_and_activity_are_those_generated(miniature, built) -> None:
-    _, facts = miniature
+def test_strides_per_leg_and_activity_are_those_generated(generated, built) -> None:
+    _, facts = generated
     for name, (spec, outcome, _) in built.items():
         expected = Counter(
             {
@@ -114,9 +125,9 @@ def test_strides_per_leg_and_activity_are_those_generated(miniature, built) -> N
         assert outcome.event_source == "events" and spec.emg_kind == "raw"
 
 
-def test_heel_strikes_come_from_the_phase_ramps(miniature, specs) -> None:
+def test_heel_strikes_come_from_the_phase_ramps(generated, specs) -> None:
     """Wraps (treadmill) and a ramp leaving a flat zero (overground) give the true events."""
-    _, facts = miniature
+    _, facts = generated
     for name in (TREADMILL, LEVEL):
         recordings = read(specs[name])
         for side in ("L", "R"):
@@ -187,8 +198,8 @@ def test_moments_are_divided_by_the_subject_mass(copy) -> None:
     )
 
 
-def test_strides_without_moments_are_masked(miniature, built) -> None:
-    _, facts = miniature
+def test_strides_without_moments_are_masked(generated, built) -> None:
+    _, facts = generated
     _, out, batch = built[LEVEL]
     right = np.array(out.side) == "R"
     missing = ~batch.kinetics_mask[right].any(axis=(1, 2))
@@ -375,16 +386,21 @@ def test_gait_phase_that_is_not_a_percent_ramp_is_refused(copy) -> None:
 
 
 def test_the_miniature_is_reproducible_small_and_scipy_sees_only_tables(
-    miniature, tmp_path: Path
+    generated, tmp_path: Path
 ) -> None:
     import scipy.io
 
-    root, _ = miniature
+    root, _ = generated
     write(tmp_path / SOURCE)
     first = sorted(p for p in (root / SOURCE).rglob("*") if p.is_file())
     second = sorted(p for p in (tmp_path / SOURCE).rglob("*") if p.is_file())
     assert [p.relative_to(root) for p in first] == [p.relative_to(tmp_path) for p in second]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True))
-    assert sum(p.stat().st_size for p in first) < 5e6
+    assert sum(p.stat().st_size for p in first) < MINIATURE_MAX_BYTES
     seen = scipy.io.loadmat(str(root / SOURCE / TREADMILL))  # a table is opaque to scipy
     assert "__function_workspace__" in seen and "data" not in seen
+
+
+class TestContract(AdapterContract):
+    driver = "camargo"
+    source = SOURCE

@@ -14,29 +14,38 @@ import pytest
 
 import builder.datasets.embry.adapter  # noqa: F401 (registers)
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
-from builder.datasets import get_adapter
+from builder.datasets import read_recordings
 from builder.datasets.embry import miniature as gen
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
 from builder.formats.matlab import load_mat
 from builder.records import TrialSpec
 
-from helpers import copy_miniature, miniature_specs, process_all, relocated
+from contract import AdapterContract
+from helpers import (
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    Miniature,
+    MiniatureFactory,
+    process_all,
+    relocated,
+)
 
 SOURCE = "embry2018"
-HIP, KNEE, ANKLE = range(3)
-ADD, ROT, FLEX = (PLANES.index(p) for p in ("adduction", "rotation", "flexion"))
 RECORDED = {"rectus_femoris", "tibialis_anterior", "biceps_femoris", "gastrocnemius_medialis"}
 # The module's miniature (the catalogue's root) and the real entry's trial-table row over it.
 GENERATED: list[tuple[Path, TrialSpec]] = []
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("raw")
-    facts, (spec,) = miniature_specs(root, SOURCE)
-    GENERATED[:] = [(root, spec)]
-    return root, facts
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    written = miniature(SOURCE)
+    (spec,) = written.specs()
+    GENERATED[:] = [(written.root, spec)]
+    return written.root, written.facts
 
 
 def _spec(root: Path) -> TrialSpec:
@@ -48,13 +57,14 @@ def _spec(root: Path) -> TrialSpec:
 
 @pytest.fixture(scope="module")
 def built(generated, tmp_path_factory: pytest.TempPathFactory):
-    """The file through builder.pipeline.run.process_trial: outcome and staged strides."""
+    """The file through builder.pipeline.trial.process_trial: outcome and staged strides."""
     root, _ = generated
     return process_all({SOURCE: _spec(root)}, tmp_path_factory.mktemp("store"))[SOURCE]
 
 
 def _copy(generated, tmp_path: Path) -> Path:
-    return copy_miniature(generated[0], SOURCE, tmp_path)
+    root, facts = generated
+    return Miniature(SOURCE, root, facts).copy(tmp_path)
 
 
 def _mutate(root: Path, where: str, change: Callable[[str, np.ndarray], np.ndarray]) -> None:
@@ -72,7 +82,7 @@ def _mutate(root: Path, where: str, change: Callable[[str, np.ndarray], np.ndarr
 
 def _read(root: Path):
     spec = _spec(root)
-    return get_adapter(spec.adapter).read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 # --- the miniature ---------------------------------------------------------------------------
@@ -84,7 +94,7 @@ def test_miniature_is_deterministic_and_small(generated, tmp_path: Path) -> None
     first = (root / SOURCE / gen.FILE_NAME).read_bytes()
     again = (tmp_path / gen.FILE_NAME).read_bytes()
     assert hashlib.sha256(first).digest() == hashlib.sha256(again).digest()
-    assert len(first) < 5e6
+    assert len(first) < MINIATURE_MAX_BYTES
 
 
 def test_file_has_matlab_v73_layout(generated) -> None:
@@ -290,3 +300,8 @@ def test_a_file_that_is_not_hdf5_is_refused(generated, tmp_path: Path) -> None:
     (tmp_path / SOURCE / gen.FILE_NAME).write_bytes(b"MATLAB 5.0 MAT-file" + b"\0" * 200)
     with pytest.raises(SourceError, match=r"not a MATLAB v7\.3"):
         _read(tmp_path)
+
+
+class TestContract(AdapterContract):
+    driver = "embry"
+    source = SOURCE

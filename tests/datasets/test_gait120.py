@@ -10,7 +10,7 @@ import pytest
 
 import builder.datasets.gait120.adapter  # noqa: F401 (registers)
 from builder.conventions import MUSCLES
-from builder.datasets import get_adapter
+from builder.datasets import read_recordings
 from builder.datasets.gait120.miniature import EMG_COLUMNS, save_mat, write
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
@@ -18,11 +18,20 @@ from builder.formats.matlab import load_mat
 from builder.formats.opensim import read_storage, write_storage
 from builder.records import TrialSpec
 
-from helpers import copy_miniature, process_all, relocated, trial_specs
+from contract import AdapterContract
+from helpers import (
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    MiniatureFactory,
+    process_all,
+    relocated,
+    trial_specs,
+)
 
 SOURCE = "gait120"
-HIP, KNEE, ANKLE = 0, 1, 2
-ADD, ROT, FLEX = 0, 1, 2
 S001 = "Gait120_001_to_010/S001/EMG/RawData.mat"
 S061 = "Gait120_061_to_070/S061/EMG/RawData.mat"
 ACTIVITY = {
@@ -34,14 +43,15 @@ ACTIVITY = {
 
 
 @pytest.fixture(scope="module")
-def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("raw")
-    return root, write(root / SOURCE)
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    """This module's miniature (the session's, written once): (root, facts)."""
+    written = miniature(SOURCE)
+    return written.root, written.facts
 
 
 @pytest.fixture(scope="module")
-def specs(miniature) -> dict[str, TrialSpec]:
-    root, _ = miniature
+def specs(generated) -> dict[str, TrialSpec]:
+    root, _ = generated
     return {s.url.split(f"{SOURCE}/", 1)[1]: s for s in trial_specs(root, SOURCE)}
 
 
@@ -51,15 +61,17 @@ def built(specs, tmp_path_factory) -> dict[str, tuple]:
 
 
 @pytest.fixture
-def copy(miniature, specs, tmp_path: Path) -> tuple[Path, dict[str, TrialSpec]]:
+def copy(
+    miniature: MiniatureFactory, generated, specs, tmp_path: Path
+) -> tuple[Path, dict[str, TrialSpec]]:
     """A private copy of the miniature (and its specs), for tests that break a file."""
-    root, _ = miniature
-    copy_miniature(root, SOURCE, tmp_path)
+    root, _ = generated
+    miniature(SOURCE).copy(tmp_path)
     return tmp_path, {name: relocated(spec, root, tmp_path) for name, spec in specs.items()}
 
 
 def read(spec: TrialSpec):
-    return get_adapter("gait120").read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 def steps_of(root: Path, subject_path: str, task: str) -> list[Path]:
@@ -83,8 +95,8 @@ def test_one_row_per_subject_keyed_on_raw_data(specs) -> None:
     ]
 
 
-def test_every_step_is_one_stride_with_its_task_trial_and_population(miniature, built) -> None:
-    _, facts = miniature
+def test_every_step_is_one_stride_with_its_task_trial_and_population(generated, built) -> None:
+    _, facts = generated
     for name, (_, out, _) in built.items():
         subject = name.split("/")[1]
         expected = Counter()
@@ -100,8 +112,8 @@ def test_every_step_is_one_stride_with_its_task_trial_and_population(miniature, 
     assert inclines["walk"] == 0.0 and np.isnan(inclines["ramp_descent"])  # not documented
 
 
-def test_angle_folders_without_raw_data_are_left_out_with_a_note(miniature, built) -> None:
-    _, facts = miniature
+def test_angle_folders_without_raw_data_are_left_out_with_a_note(generated, built) -> None:
+    _, facts = generated
     assert facts["left_out"] == ["S061/LevelWalking/Trial02"]
     _, out, _ = built[S061]
     assert "LevelWalking/Trial02" not in out.columns["trial"]
@@ -148,10 +160,10 @@ def test_emg_has_all_eleven_lower_leg_and_thigh_slots(built) -> None:
             assert abs(length - 1000 * duration) <= 1
 
 
-def test_step_emg_is_cut_by_target_frame_in_emg_samples(miniature, specs) -> None:
+def test_step_emg_is_cut_by_target_frame_in_emg_samples(generated, specs) -> None:
     """TargetFrame is in 100 Hz frames; the EMG at 2 kHz is sliced at frame × 20 (Grimmer's
     bug used the frame index as the EMG sample index)."""
-    root, _ = miniature
+    root, _ = generated
     raw = load_mat(str(root / SOURCE / S001))
     trial = raw["LevelWalking"]["Trial03"]
     start, end = trial["Step02"]["TargetFrame"]
@@ -248,14 +260,19 @@ def test_emg_that_does_not_span_the_trial_frames_is_refused(copy) -> None:
 # --- the miniature itself ---------------------------------------------------------------
 
 
-def test_the_miniature_is_reproducible_and_small(miniature, tmp_path: Path) -> None:
-    root, _ = miniature
+def test_the_miniature_is_reproducible_and_small(generated, tmp_path: Path) -> None:
+    root, _ = generated
     write(tmp_path / SOURCE)
     first = sorted(p for p in (root / SOURCE).rglob("*") if p.is_file())
     second = sorted(p for p in (tmp_path / SOURCE).rglob("*") if p.is_file())
     assert [p.relative_to(root) for p in first] == [p.relative_to(tmp_path) for p in second]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, second, strict=True))
-    assert sum(p.stat().st_size for p in first) < 5e6
+    assert sum(p.stat().st_size for p in first) < MINIATURE_MAX_BYTES
     raw = load_mat(str(root / SOURCE / S001))
     assert raw["EMGs_info"]["ChannelNames"] == list(EMG_COLUMNS)
     assert list(raw["LevelWalking"]["AvailableTrialIdx"]) == [1.0, 3.0]
+
+
+class TestContract(AdapterContract):
+    driver = "gait120"
+    source = SOURCE

@@ -15,27 +15,26 @@ import pytest
 import scipy.io
 
 import builder.datasets.grimmer.adapter as grimmer
-from builder.conventions import JOINTS, MUSCLES, PLANES
-from builder.datasets import get_adapter
+from builder.conventions import MUSCLES
+from builder.datasets import read_recordings
 from builder.datasets.grimmer import miniature
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import miniature_specs, relocated
+from contract import AdapterContract
+from helpers import ADD, ANKLE, FLEX, HIP, KNEE, MINIATURE_MAX_BYTES, MiniatureFactory, relocated
 
 SOURCE = "grimmer"
-HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
-ADD, ROT, FLEX = (PLANES.index(p) for p in ("adduction", "rotation", "flexion"))
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("data")
-    facts, _SPECS[root] = miniature_specs(root, SOURCE)
-    return root, facts
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    written = miniature(SOURCE)
+    _SPECS[written.root] = written.specs()
+    return written.root, written.facts
 
 
 _SPECS: dict[Path, list[TrialSpec]] = {}  # the trial table of each generated root
@@ -54,7 +53,7 @@ def _spec(root: Path, number: str = "1", moved_to: Path | None = None) -> TrialS
 
 
 def _read(spec: TrialSpec):
-    return get_adapter("grimmer").read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 def _mutate(monkeypatch, file_prefix: str, change: Callable[[dict], None]) -> None:
@@ -85,7 +84,7 @@ def test_miniature_is_deterministic_and_small(generated, tmp_path: Path) -> None
     assert files == sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert len(files) == 12  # 3 subjects x 4 modalities
     assert all((tmp_path / f).read_bytes() == (first / f).read_bytes() for f in files)
-    assert sum((tmp_path / f).stat().st_size for f in files) < 5e6
+    assert sum((tmp_path / f).stat().st_size for f in files) < MINIATURE_MAX_BYTES
 
 
 def test_every_stride_is_built_at_its_touchdowns(generated, tmp_path: Path) -> None:
@@ -305,3 +304,8 @@ def test_rectified_emg_is_refused(generated, monkeypatch) -> None:
     _mutate(monkeypatch, "EMG_P2.", rectify)
     with pytest.raises(SourceError, match="not raw EMG"):
         _read(_spec(root, "2"))
+
+
+class TestContract(AdapterContract):
+    driver = "grimmer"
+    source = SOURCE

@@ -14,20 +14,19 @@ import pandas as pd
 import pytest
 
 import builder.datasets.hu_enabl3s.adapter  # noqa: F401 (registers)
-from builder.conventions import JOINTS, MUSCLES, PLANES
-from builder.datasets import get_adapter
+from builder.conventions import MUSCLES
+from builder.datasets import read_recordings
 from builder.datasets.hu_enabl3s.miniature import write
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import miniature_specs
+from contract import AdapterContract
+from helpers import ANKLE, FLEX, KNEE, MINIATURE_MAX_BYTES, MiniatureFactory
 
 SOURCE = "hu2018_enabl3s"
-KNEE, ANKLE = JOINTS.index("knee"), JOINTS.index("ankle")
-FLEX = PLANES.index("flexion")
 ACTIVITY = {"1": "walk", "2": "ramp_ascent", "5": "stair_descent", "transition": "transition"}
 EMG = {
     "vastus_lateralis",
@@ -41,19 +40,20 @@ EMG = {
 
 
 @pytest.fixture(scope="module")
-def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, TrialSpec]]:
-    root = tmp_path_factory.mktemp("raw")
-    facts, specs = miniature_specs(root, SOURCE)
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict, dict[str, TrialSpec]]:
+    """This module's miniature (the session's, written once): (root, facts, specs by name)."""
+    written = miniature(SOURCE)
+    root, facts, specs = written.root, written.facts, written.specs()
     by_name = {Path(s.url).name.removesuffix("_post.csv"): s for s in specs}
     return root, facts, by_name
 
 
 def _read(spec: TrialSpec):
-    return get_adapter(spec.adapter).read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
-def _copy(miniature, tmp_path: Path, name: str = "AB156_Circuit_001") -> TrialSpec:
-    spec = miniature[2][name]
+def _copy(generated, tmp_path: Path, name: str = "AB156_Circuit_001") -> TrialSpec:
+    spec = generated[2][name]
     target = tmp_path / Path(spec.url).name
     shutil.copy(spec.url, target)
     return dataclasses.replace(spec, url=str(target), root=str(target.parent))
@@ -64,8 +64,8 @@ def _edit(spec: TrialSpec, change) -> None:
     change(table).to_csv(spec.url, index=False)
 
 
-def test_one_trial_per_circuit_with_strides_labelled_by_mode(miniature, tmp_path) -> None:
-    _, facts, specs = miniature
+def test_one_trial_per_circuit_with_strides_labelled_by_mode(generated, tmp_path) -> None:
+    _, facts, specs = generated
     assert sorted(specs) == sorted(facts["circuits"])
     for name, spec in specs.items():
         assert spec.subject == name[:5] and spec.trial == "001" and spec.activity == "other"
@@ -90,8 +90,8 @@ def test_one_trial_per_circuit_with_strides_labelled_by_mode(miniature, tmp_path
         assert not any("notch" in note for note in outcome.notes)
 
 
-def test_heel_strikes_are_the_listed_1_based_samples(miniature) -> None:
-    _, _, specs = miniature
+def test_heel_strikes_are_the_listed_1_based_samples(generated) -> None:
+    _, _, specs = generated
     name = "AB185_Circuit_001"
     recordings = _read(specs[name])
     for side in "LR":
@@ -104,8 +104,8 @@ def test_heel_strikes_are_the_listed_1_based_samples(miniature) -> None:
         assert all(r.emg_kind == "raw" for r in recordings)
 
 
-def test_canonical_values_and_masks(miniature, tmp_path) -> None:
-    spec = miniature[2]["AB156_Circuit_001"]
+def test_canonical_values_and_masks(generated, tmp_path) -> None:
+    spec = generated[2]["AB156_Circuit_001"]
     staging = Staging(str(tmp_path / "s.zarr"))
     outcome = process_trial(spec, trial_key(spec), staging)
     batch = staging.load_batch(outcome.key)
@@ -123,8 +123,8 @@ def test_canonical_values_and_masks(miniature, tmp_path) -> None:
             assert ankle[110:150].min() < ankle[70:110].max() - 10  # plantarflexion after TO
 
 
-def test_an_index_list_read_as_1_based_when_it_is_0_based_is_caught(miniature, tmp_path) -> None:
-    spec = _copy(miniature, tmp_path)
+def test_an_index_list_read_as_1_based_when_it_is_0_based_is_caught(generated, tmp_path) -> None:
+    spec = _copy(generated, tmp_path)
 
     def shift(table: pd.DataFrame) -> pd.DataFrame:
         columns = ["Right_Heel_Contact", "Right_Toe_Off", "Left_Heel_Contact", "Left_Toe_Off"]
@@ -171,17 +171,22 @@ def test_an_index_list_read_as_1_based_when_it_is_0_based_is_caught(miniature, t
     ],
     ids=["index-0", "not-a-list", "mode-code", "trigger", "knee-sign", "radians"],
 )
-def test_broken_assumptions_are_named(miniature, tmp_path, change, message) -> None:
-    spec = _copy(miniature, tmp_path)
+def test_broken_assumptions_are_named(generated, tmp_path, change, message) -> None:
+    spec = _copy(generated, tmp_path)
     _edit(spec, change)
     with pytest.raises(SourceError, match=message):
         _read(spec)
 
 
-def test_miniature_is_deterministic_and_small(miniature, tmp_path) -> None:
-    first, second = miniature[0] / SOURCE, tmp_path / SOURCE
+def test_miniature_is_deterministic_and_small(generated, tmp_path) -> None:
+    first, second = generated[0] / SOURCE, tmp_path / SOURCE
     write(second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
-    assert sum((first / f).stat().st_size for f in files) < 5e6
+    assert sum((first / f).stat().st_size for f in files) < MINIATURE_MAX_BYTES
+
+
+class TestContract(AdapterContract):
+    driver = "hu_enabl3s"
+    source = SOURCE

@@ -13,19 +13,27 @@ import numpy as np
 import pytest
 
 import builder.datasets.k2muse.adapter  # noqa: F401 (registers)
-from builder.conventions import JOINTS, MUSCLES, PLANES
+from builder.conventions import MUSCLES
 from builder.datasets.k2muse import miniature as mini
 from builder.errors import SourceError
 from builder.formats.matlab import load_mat
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import copy_miniature, spec_reader, trial_specs
+from contract import AdapterContract
+from helpers import (
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    MiniatureFactory,
+    spec_reader,
+    trial_specs,
+)
 
 SOURCE = "k2muse2025"
-HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
-FLEX = PLANES.index("flexion")
 RIGHT_MUSCLES = {
     "vastus_lateralis",
     "rectus_femoris",
@@ -42,9 +50,9 @@ O1_TRIAL = ("InterDay", "LG_0", "S_0x5", "T1")
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("data")
-    return root, mini.write(root / SOURCE)
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    written = miniature(SOURCE)
+    return written.root, written.facts
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +61,8 @@ def catalogue_specs(generated: tuple[Path, dict]) -> list[TrialSpec]:
 
 
 @pytest.fixture
-def copy(generated: tuple[Path, dict], tmp_path: Path) -> Path:
-    return copy_miniature(generated[0], SOURCE, tmp_path)
+def copy(miniature: MiniatureFactory, tmp_path: Path) -> Path:
+    return miniature(SOURCE).copy(tmp_path)
 
 
 @pytest.fixture
@@ -106,7 +114,7 @@ def test_miniature_is_deterministic_and_small(
         a, b = (tmp_path / "a" / name).read_bytes(), (earlier / name).read_bytes()
         assert a == b, name
         assert a[512:516] == b"\x89HDF"  # MAT v7.3
-    assert sum((tmp_path / "a" / n).stat().st_size for n in files) < 5e6
+    assert sum((tmp_path / "a" / n).stat().st_size for n in files) < MINIATURE_MAX_BYTES
     assert facts["strides"] == {"L": 8, "R": 9}
 
 
@@ -328,3 +336,8 @@ def test_tokens_and_cohorts_are_checked(copy: Path, read) -> None:
     mutate(spec_path, rename)
     with pytest.raises(SourceError, match=r"condition 'Tired' is not one of"):
         read(copy)
+
+
+class TestContract(AdapterContract):
+    driver = "k2muse"
+    source = SOURCE

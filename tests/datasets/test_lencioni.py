@@ -13,16 +13,26 @@ from scipy.io import loadmat, savemat
 
 import builder.datasets.lencioni.adapter  # noqa: F401 (registers)
 from builder.conventions import MUSCLES
-from builder.datasets import get_adapter
+from builder.datasets import read_recordings
 from builder.datasets.lencioni import miniature as generator
 from builder.datasets.miniatures import MINIATURES
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import process_all, trial_specs
+from contract import AdapterContract
+from helpers import (
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    MiniatureFactory,
+    process_all,
+    trial_specs,
+)
 
 SOURCE = "lencioni2019"
 EMG_SET = {
@@ -35,8 +45,6 @@ EMG_SET = {
     "peroneus_longus",
     "gluteus_maximus",
 }
-HIP, KNEE, ANKLE = 0, 1, 2
-FLEX = 2
 ACTIVITY = {
     "Walking": "walk",
     "WalkingSlow": "walk",
@@ -53,21 +61,21 @@ def specs_for(root: Path) -> dict[str, TrialSpec]:
 
 
 @pytest.fixture(scope="module")
-def miniature(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
-    root = tmp_path_factory.mktemp("lencioni")
-    (root / SOURCE).mkdir()
-    return root, generator.write(root / SOURCE)
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict[str, Any]]:
+    """This module's miniature (the session's, written once): (root, facts)."""
+    written = miniature(SOURCE)
+    return written.root, written.facts
 
 
 @pytest.fixture(scope="module")
-def built(miniature, tmp_path_factory) -> dict[str, Any]:
-    root, _ = miniature
+def built(generated, tmp_path_factory) -> dict[str, Any]:
+    root, _ = generated
     processed = process_all(specs_for(root), tmp_path_factory.mktemp("store"))
     return {subject: (outcome, batch) for subject, (_, outcome, batch) in processed.items()}
 
 
 def read(spec: TrialSpec):
-    return get_adapter("lencioni").read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 def test_generator_is_registered_deterministic_and_small(tmp_path: Path) -> None:
@@ -80,11 +88,11 @@ def test_generator_is_registered_deterministic_and_small(tmp_path: Path) -> None
     assert names == ["S01.mat", "S02.mat", "S03.mat"]
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert sum(p.stat().st_size for p in (tmp_path / "a").iterdir()) < 5e6
+    assert sum(p.stat().st_size for p in (tmp_path / "a").iterdir()) < MINIATURE_MAX_BYTES
 
 
-def test_one_stride_per_entry_on_the_recorded_side(miniature, built) -> None:
-    _, facts = miniature
+def test_one_stride_per_entry_on_the_recorded_side(generated, built) -> None:
+    _, facts = generated
     for subject, (outcome, _) in built.items():
         assert outcome.n_strides == facts["entries"][subject]
         assert set(outcome.side) == {facts["side"][subject]}
@@ -141,8 +149,8 @@ def test_emg_row_order_is_respected(built) -> None:
 # --- assumption checks on a mutated copy of S01 ------------------------------------------------
 
 
-def mutated(miniature, tmp_path: Path, change: Callable[[dict], None]) -> TrialSpec:
-    root, _ = miniature
+def mutated(generated, tmp_path: Path, change: Callable[[dict], None]) -> TrialSpec:
+    root, _ = generated
     spec = specs_for(root)["S01"]
     s = loadmat(spec.url)["s"][0, 0]
     fields = {name: s[name] for name in s.dtype.names}
@@ -158,18 +166,18 @@ def each_entry(fields: dict, name: str, change: Callable[[np.ndarray], np.ndarra
         data[0, i][name] = change(data[0, i][name])
 
 
-def test_swapped_emg_rows_are_refused(miniature, tmp_path: Path) -> None:
+def test_swapped_emg_rows_are_refused(generated, tmp_path: Path) -> None:
     spec = mutated(
-        miniature, tmp_path, lambda f: each_entry(f, "EMG", lambda e: e[[1, 0, *range(2, 8)]])
+        generated, tmp_path, lambda f: each_entry(f, "EMG", lambda e: e[[1, 0, *range(2, 8)]])
     )
     with pytest.raises(SourceError, match=r"\[C\] EMG row order TA, SOL.* row 1 \(TA\)"):
         read(spec)
 
 
-def test_raw_signed_emg_disagrees_with_envelope(miniature, tmp_path: Path) -> None:
+def test_raw_signed_emg_disagrees_with_envelope(generated, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     spec = mutated(
-        miniature,
+        generated,
         tmp_path,
         lambda f: each_entry(f, "EMG", lambda e: e * rng.standard_normal(e.shape)),
     )
@@ -180,10 +188,10 @@ def test_raw_signed_emg_disagrees_with_envelope(miniature, tmp_path: Path) -> No
     assert {r.emg_kind for r in recordings} == {"raw"}
 
 
-def test_rectified_unsmoothed_emg_is_not_an_envelope(miniature, tmp_path: Path) -> None:
+def test_rectified_unsmoothed_emg_is_not_an_envelope(generated, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     spec = mutated(
-        miniature,
+        generated,
         tmp_path,
         lambda f: each_entry(f, "EMG", lambda e: np.abs(e * rng.standard_normal(e.shape))),
     )
@@ -191,14 +199,14 @@ def test_rectified_unsmoothed_emg_is_not_an_envelope(miniature, tmp_path: Path) 
         read(spec)
 
 
-def test_recorded_side_is_read_never_guessed(miniature, tmp_path: Path) -> None:
-    spec = mutated(miniature, tmp_path, lambda f: f.pop("Side"))
+def test_recorded_side_is_read_never_guessed(generated, tmp_path: Path) -> None:
+    spec = mutated(generated, tmp_path, lambda f: f.pop("Side"))
     with pytest.raises(SourceError, match=r"\[I\] the recorded \(dominant\) side .*s\.Side"):
         read(spec)
 
 
-def test_moment_units_are_decided_by_magnitude(miniature, built, tmp_path: Path) -> None:
-    spec = mutated(miniature, tmp_path, lambda f: each_entry(f, "Mom", lambda m: m * 1000.0))
+def test_moment_units_are_decided_by_magnitude(generated, built, tmp_path: Path) -> None:
+    spec = mutated(generated, tmp_path, lambda f: each_entry(f, "Mom", lambda m: m * 1000.0))
     outcome = process_trial(spec, trial_key(spec), Staging(str(tmp_path / "s.zarr")))
     assert outcome.ok, outcome.reason
     assert any("moment units decided by magnitude: N.mm/kg" in n for n in outcome.notes)
@@ -207,48 +215,48 @@ def test_moment_units_are_decided_by_magnitude(miniature, built, tmp_path: Path)
     np.testing.assert_allclose(batch.kinetics, original.kinetics, rtol=1e-5, atol=1e-5)
 
 
-def test_moments_in_newton_metres_use_the_body_mass(miniature, built, tmp_path: Path) -> None:
+def test_moments_in_newton_metres_use_the_body_mass(generated, built, tmp_path: Path) -> None:
     mass = 74.0  # S01
-    spec = mutated(miniature, tmp_path, lambda f: each_entry(f, "Mom", lambda m: m * mass))
+    spec = mutated(generated, tmp_path, lambda f: each_entry(f, "Mom", lambda m: m * mass))
     recordings = read(spec)
     assert any("decided by magnitude: N.m " in n for r in recordings for n in r.notes)
     spec = mutated(
-        miniature, tmp_path, lambda f: (each_entry(f, "Mom", lambda m: m * mass), f.pop("Mass"))
+        generated, tmp_path, lambda f: (each_entry(f, "Mom", lambda m: m * mass), f.pop("Mass"))
     )
     with pytest.raises(SourceError, match=r"need the body mass"):
         read(spec)
 
 
-def test_undecidable_or_external_moments_are_refused(miniature, tmp_path: Path) -> None:
-    spec = mutated(miniature, tmp_path, lambda f: each_entry(f, "Mom", lambda m: m * 0.05))
+def test_undecidable_or_external_moments_are_refused(generated, tmp_path: Path) -> None:
+    spec = mutated(generated, tmp_path, lambda f: each_entry(f, "Mom", lambda m: m * 0.05))
     with pytest.raises(SourceError, match=r"moment units unknown and not decidable"):
         read(spec)
-    spec = mutated(miniature, tmp_path, lambda f: each_entry(f, "Mom", lambda m: -m))
+    spec = mutated(generated, tmp_path, lambda f: each_entry(f, "Mom", lambda m: -m))
     with pytest.raises(SourceError, match=r"internal sign: .*look external"):
         read(spec)
 
 
-def test_time_normalised_emg_is_refused(miniature, tmp_path: Path) -> None:
+def test_time_normalised_emg_is_refused(generated, tmp_path: Path) -> None:
     def normalise(emg: np.ndarray) -> np.ndarray:
         grid = np.linspace(0, 1, 101)
         phase = np.linspace(0, 1, emg.shape[1])
         return np.stack([np.interp(grid, phase, row) for row in emg])
 
-    spec = mutated(miniature, tmp_path, lambda f: each_entry(f, "EMG", normalise))
+    spec = mutated(generated, tmp_path, lambda f: each_entry(f, "EMG", normalise))
     with pytest.raises(SourceError, match=r"EMG looks time-normalised"):
         read(spec)
 
 
-def test_wrong_angle_shapes_are_refused(miniature, tmp_path: Path) -> None:
-    spec = mutated(miniature, tmp_path, lambda f: each_entry(f, "Ang", lambda a: a[:, :50]))
+def test_wrong_angle_shapes_are_refused(generated, tmp_path: Path) -> None:
+    spec = mutated(generated, tmp_path, lambda f: each_entry(f, "Ang", lambda a: a[:, :50]))
     with pytest.raises(SourceError, match=r"\[C\] Data\(1\)\.Ang is >= 12 rows x 101 points"):
         read(spec)
     # A transposed copy (101 x 12) is unambiguous and accepted.
-    spec = mutated(miniature, tmp_path, lambda f: each_entry(f, "Ang", lambda a: a.T))
+    spec = mutated(generated, tmp_path, lambda f: each_entry(f, "Ang", lambda a: a.T))
     assert len(read(spec)) == 8
 
 
-def test_emg_at_another_rate_keeps_every_channel(miniature, built, tmp_path: Path) -> None:
+def test_emg_at_another_rate_keeps_every_channel(generated, built, tmp_path: Path) -> None:
     """EMGFeq 2000 Hz with cycles that are not whole milliseconds long: EMG still present."""
 
     def upsample(fields: dict) -> None:
@@ -261,7 +269,7 @@ def test_emg_at_another_rate_keeps_every_channel(miniature, built, tmp_path: Pat
 
         each_entry(fields, "EMG", to_2k)
 
-    spec = mutated(miniature, tmp_path, upsample)
+    spec = mutated(generated, tmp_path, upsample)
     outcome = process_trial(spec, trial_key(spec), Staging(str(tmp_path / "s.zarr")))
     assert outcome.ok, outcome.reason
     batch = Staging(str(tmp_path / "s.zarr")).load_batch(trial_key(spec))
@@ -269,3 +277,8 @@ def test_emg_at_another_rate_keeps_every_channel(miniature, built, tmp_path: Pat
     assert (batch.emg_mask == expected).all()
     original, _ = built["S01"]
     np.testing.assert_allclose(outcome.duration_s, original.duration_s, atol=1.01e-3)
+
+
+class TestContract(AdapterContract):
+    driver = "lencioni"
+    source = SOURCE

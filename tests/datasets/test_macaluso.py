@@ -17,30 +17,38 @@ import scipy.io
 
 import builder.datasets.macaluso.adapter  # noqa: F401 (registers)
 from builder.conventions import JOINTS, MUSCLES, PLANES, SAMPLES_PER_STRIDE
-from builder.datasets import get_adapter
+from builder.datasets import read_recordings
 from builder.datasets.macaluso import miniature as gen
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialRecording, TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import copy_miniature, miniature_specs, process_all, relocated
+from contract import AdapterContract
+from helpers import (
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    Miniature,
+    MiniatureFactory,
+    process_all,
+    relocated,
+)
 
 SOURCE = "macaluso2020"
-HIP, KNEE, ANKLE = range(3)
-FLEX = PLANES.index("flexion")
 RECORDED = {"rectus_femoris", "tibialis_anterior", "biceps_femoris", "gastrocnemius_medialis"}
 # The module's miniature (the catalogue's root) and the real entry's trial table over it.
 GENERATED: list[tuple[Path, list[TrialSpec]]] = []
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("raw")
-    facts, specs = miniature_specs(root, SOURCE)
-    GENERATED[:] = [(root, specs)]
-    return root, facts
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    written = miniature(SOURCE)
+    GENERATED[:] = [(written.root, written.specs())]
+    return written.root, written.facts
 
 
 def _specs(root: Path) -> dict[str, TrialSpec]:
@@ -52,19 +60,20 @@ def _specs(root: Path) -> dict[str, TrialSpec]:
 
 def _read(root: Path, subject: str) -> list[TrialRecording]:
     spec = _specs(root)[subject]
-    return get_adapter(spec.adapter).read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 @pytest.fixture(scope="module")
 def built(generated, tmp_path_factory: pytest.TempPathFactory):
-    """Every subject file through builder.pipeline.run.process_trial: {subject: (outcome, batch)}."""
+    """Every subject file through builder.pipeline.trial.process_trial: {subject: (outcome, batch)}."""
     root, _ = generated
     processed = process_all(_specs(root), tmp_path_factory.mktemp("store"))
     return {subject: (outcome, batch) for subject, (_, outcome, batch) in processed.items()}
 
 
 def _copy(generated, tmp_path: Path) -> Path:
-    return copy_miniature(generated[0], SOURCE, tmp_path)
+    root, facts = generated
+    return Miniature(SOURCE, root, facts).copy(tmp_path)
 
 
 def _rewrite(root: Path, subject: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -112,7 +121,7 @@ def test_miniature_is_deterministic_and_small(generated, tmp_path: Path) -> None
         )
         assert first.startswith(b"MATLAB 5.0 MAT-file") and first[124:128] == b"\x00\x01IM"
         total += len(first)
-    assert total < 5e6
+    assert total < MINIATURE_MAX_BYTES
 
 
 def test_files_have_the_documented_structure(generated) -> None:
@@ -282,3 +291,8 @@ def test_a_file_without_the_subject_struct_is_refused(generated, tmp_path: Path)
     spec = _specs(root)["AB02"]
     outcome = process_trial(spec, trial_key(spec), Staging(str(tmp_path / "s.zarr")))
     assert not outcome.ok and "[C] no struct variable named 'AB02'" in outcome.reason
+
+
+class TestContract(AdapterContract):
+    driver = "macaluso"
+    source = SOURCE

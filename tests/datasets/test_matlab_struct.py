@@ -13,20 +13,28 @@ from scipy.io import loadmat, savemat
 import builder.datasets.matlab_struct.adapter  # noqa: F401 (registers)
 from builder.catalog import bundled_catalog, expand_trials, load_catalog
 from builder.conventions import MUSCLES
-from builder.datasets import get_adapter
+from builder.datasets import read_recordings
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
 from builder.formats.matlab import load_mat
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.processing.checks import emg_signal_kind, moment_units_by_magnitude
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import REAL_DATA, requires_real_data
+from contract import AdapterContract
+from helpers import (
+    ADD,
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    REAL_DATA,
+    REAL_DATA_MISSING,
+    requires_real_data,
+)
 
 REAL_FILE = REAL_DATA / "ExperimentalData.mat"
-HIP, KNEE, ANKLE = 0, 1, 2
-ADD, ROT, FLEX = 0, 1, 2
 # Source muscle -> canonical slot, as the catalogue maps them (adductor longus, TFL unused).
 MAPPED = {
     "Hamstrings-lateralis": "biceps_femoris",
@@ -79,7 +87,7 @@ def test_shared_checks_classify_signals_and_units() -> None:
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     if not REAL_FILE.is_file():
-        pytest.skip(f"real recordings not found at {REAL_DATA} (set GAIT_REAL_DATA)")
+        pytest.skip(REAL_DATA_MISSING)
     spec = real_spec()
     staging = Staging(str(tmp_path_factory.mktemp("store") / "s.zarr"))
     outcome = process_trial(spec, trial_key(spec), staging)
@@ -181,7 +189,7 @@ def block(root, *path: str):
 
 
 def read(spec: TrialSpec):
-    return get_adapter("matlab_struct").read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 @requires_real_data
@@ -232,3 +240,16 @@ def test_fixed_durations_are_an_option() -> None:
     assert len(recordings) == 11
     spans = [np.diff(r.sides[0].heel_strikes_s) for r in recordings]
     np.testing.assert_allclose(np.concatenate(spans), 1.1)
+
+
+class TestContract(AdapterContract):
+    driver = "matlab_struct"
+    source = None  # reads a real file (../shared/data/real), not a miniature
+    single_file = True
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def specs(cls) -> list[TrialSpec]:
+        if not REAL_FILE.is_file():
+            pytest.skip(REAL_DATA_MISSING)
+        return [real_spec()]

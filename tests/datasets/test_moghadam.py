@@ -14,14 +14,14 @@ import pytest
 import yaml
 
 import builder.datasets.moghadam.adapter  # noqa: F401 (registers)
-from builder.catalog import bundled_catalog, expand_trials, load_catalog
-from builder.conventions import ANGLE_UNITS, JOINTS, MOMENT_UNITS, MUSCLES, PLANES
-from builder.datasets import get_adapter
+from builder.catalog import expand_trials, load_catalog
+from builder.conventions import ANGLE_UNITS, MOMENT_UNITS, MUSCLES
+from builder.datasets import read_recordings
 from builder.datasets.moghadam import miniature
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
 from builder.formats.opensim import read_storage
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.processing.emg import EmgProcessing, process_emg
 from builder.processing.gait_events import kinematic_heel_strikes
 from builder.processing.trial import build_strides
@@ -29,16 +29,30 @@ from builder.records import SideRecording, TrialRecording, TrialSpec
 from builder.store.staging import Staging, trial_key
 from builder.synthetic.gait_model import SubjectParams, simulate_trial
 
-from helpers import REAL_DATA, copy_miniature, miniature_specs, relocated, requires_real_data
+from contract import AdapterContract
+from helpers import (
+    ADD,
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    REAL_DATA,
+    REAL_DATA_MISSING,
+    ROT,
+    Miniature,
+    MiniatureFactory,
+    relocated,
+    requires_real_data,
+)
 
 SOURCE = "moghadam2023"
-HIP, KNEE, ANKLE = (JOINTS.index(j) for j in ("hip", "knee", "ankle"))
-ADD, ROT, FLEX = (PLANES.index(p) for p in ("adduction", "rotation", "flexion"))
+ENTRIES = Path(miniature.__file__).with_name("catalog.yaml")  # the driver's catalogue entries
 REAL = REAL_DATA / "moghadam" / "P11Data"
 
 
 def _read(spec: TrialSpec) -> TrialRecording:
-    (recording,) = get_adapter("moghadam").read_trial(spec, FileAccess())
+    (recording,) = read_recordings(spec, FileAccess())
     return recording
 
 
@@ -67,7 +81,7 @@ def _at(series, t: float) -> np.ndarray:
 def _real_spec(folder: Path) -> TrialSpec:
     """The real trial through the bundled catalogue entry, pointed at the real copy's folder
     (it lacks the repository's top folder, Gait_Time_Series/ or Data/)."""
-    entry = yaml.safe_load(bundled_catalog("datasets").read_text())["sources"][SOURCE]
+    entry = yaml.safe_load(ENTRIES.read_text())["sources"][SOURCE]
     entry["args"]["urlpath"] = str(REAL_DATA / "moghadam" / "{subject}Data" / "EMG" / "{trial}.csv")
     entry["args"]["root"] = str(REAL_DATA / "moghadam")
     path = folder / "real.yaml"
@@ -81,7 +95,7 @@ def _real_spec(folder: Path) -> TrialSpec:
 @pytest.fixture(scope="module")
 def real_spec(tmp_path_factory: pytest.TempPathFactory) -> TrialSpec:
     if not REAL_DATA.is_dir():
-        pytest.skip(f"real recordings not found at {REAL_DATA} (set GAIT_REAL_DATA)")
+        pytest.skip(REAL_DATA_MISSING)
     return _real_spec(tmp_path_factory.mktemp("real"))
 
 
@@ -108,7 +122,7 @@ def test_real_trial_emg_is_raw_1000_hz_mapped_by_name(real_spec: TrialSpec) -> N
     assert _at(right.emg, 3.500)[MUSCLES.index("gluteus_maximus")] == -0.0906076
     # Every mapped slot holds the column of its name, whatever the file's order.
     table = pd.read_csv(REAL / "EMG" / "16.csv")
-    channels = yaml.safe_load(bundled_catalog("datasets").read_text())["sources"][SOURCE]
+    channels = yaml.safe_load(ENTRIES.read_text())["sources"][SOURCE]
     for muscle, names in channels["args"]["emg"]["channels"].items():
         for side in (left, right):
             column = table[names[side.side]].to_numpy()
@@ -309,15 +323,15 @@ _SPECS: dict[Path, list[TrialSpec]] = {}  # the trial table of each generated ro
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("data")
-    facts, _SPECS[root] = miniature_specs(root, SOURCE)
-    return root, facts
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    written = miniature(SOURCE)
+    _SPECS[written.root] = written.specs()
+    return written.root, written.facts
 
 
 def _copy(generated: tuple[Path, dict], tmp_path: Path) -> Path:
-    root, _ = generated
-    copy_miniature(root, SOURCE, tmp_path)
+    root, facts = generated
+    Miniature(SOURCE, root, facts).copy(tmp_path)
     _SPECS[tmp_path] = [relocated(s, root, tmp_path) for s in _SPECS[root]]
     return tmp_path
 
@@ -342,7 +356,7 @@ def test_miniature_is_deterministic_and_in_the_real_layout(generated, tmp_path: 
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
-    assert sum((first / f).stat().st_size for f in files) < 5e6
+    assert sum((first / f).stat().st_size for f in files) < MINIATURE_MAX_BYTES
     headers = set()
     emg_files = list(first.rglob("EMG/*.csv"))
     for path in emg_files:
@@ -593,3 +607,8 @@ def test_heel_strikes_do_not_come_from_the_imu(generated, tmp_path: Path) -> Non
     after = _read(_spec(root))
     for a, b in zip(before.sides, after.sides, strict=True):
         np.testing.assert_array_equal(a.heel_strikes_s, b.heel_strikes_s)
+
+
+class TestContract(AdapterContract):
+    driver = "moghadam"
+    source = SOURCE

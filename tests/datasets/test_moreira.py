@@ -14,32 +14,32 @@ import pandas as pd
 import pytest
 
 import builder.datasets.moreira.adapter  # noqa: F401 (registers)
-from builder.conventions import JOINTS, MUSCLES, PLANES
-from builder.datasets import get_adapter
+from builder.conventions import MUSCLES
+from builder.datasets import read_recordings
 from builder.datasets.moreira import miniature as generator
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import trial_specs
+from contract import AdapterContract
+from helpers import ANKLE, FLEX, HIP, KNEE, MINIATURE_MAX_BYTES, ROT, MiniatureFactory, trial_specs
 
 SOURCES = ("moreira2021", "moreira2021_ascii")
-HIP, KNEE, ANKLE = (JOINTS.index(j) for j in JOINTS)
-ROT, FLEX = PLANES.index("rotation"), PLANES.index("flexion")
 EMG = {"vastus_lateralis", "tibialis_anterior", "biceps_femoris", "gastrocnemius_lateralis"}
 
 
 @pytest.fixture(scope="module")
-def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list[TrialSpec]]:
-    root = tmp_path_factory.mktemp("raw")
-    facts = generator.write(root / "moreira2021")
-    return root, facts, trial_specs(root, *SOURCES)
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict, list[TrialSpec]]:
+    """This module's miniature (the session's, written once): (root, facts, the specs
+    of both entries)."""
+    written = miniature("moreira2021")
+    return written.root, written.facts, written.specs(*SOURCES)
 
 
 def _read(spec: TrialSpec):
-    return get_adapter(spec.adapter).read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 def _with(spec: TrialSpec, group: str, **changes) -> TrialSpec:
@@ -48,14 +48,14 @@ def _with(spec: TrialSpec, group: str, **changes) -> TrialSpec:
     )
 
 
-def _spec(miniature, subject: str, side: str | None = None) -> TrialSpec:
+def _spec(generated, subject: str, side: str | None = None) -> TrialSpec:
     return next(
-        s for s in miniature[2] if s.subject == subject and (side is None or f"/{side}/" in s.url)
+        s for s in generated[2] if s.subject == subject and (side is None or f"/{side}/" in s.url)
     )
 
 
-def test_both_copies_give_every_stride_with_its_duration_and_speed(miniature, tmp_path) -> None:
-    _, facts, specs = miniature
+def test_both_copies_give_every_stride_with_its_duration_and_speed(generated, tmp_path) -> None:
+    _, facts, specs = generated
     assert sorted((s.source, s.subject) for s in specs) == [
         ("moreira2021", "Participant1"),
         ("moreira2021", "Participant2"),
@@ -81,8 +81,8 @@ def test_both_copies_give_every_stride_with_its_duration_and_speed(miniature, tm
         np.testing.assert_allclose(sorted(durations), sorted(facts["durations"][key]), atol=1e-9)
 
 
-def test_canonical_values_masks_and_envelopes(miniature, tmp_path) -> None:
-    spec = _spec(miniature, "Participant2")
+def test_canonical_values_masks_and_envelopes(generated, tmp_path) -> None:
+    spec = _spec(generated, "Participant2")
     staging = Staging(str(tmp_path / "s.zarr"))
     outcome = process_trial(spec, trial_key(spec), staging)
     batch = staging.load_batch(outcome.key)
@@ -101,10 +101,10 @@ def test_canonical_values_masks_and_envelopes(miniature, tmp_path) -> None:
         assert (envelope >= 0).all()
 
 
-def test_hip_rotation_torque_sign_and_the_tables_columns(miniature) -> None:
+def test_hip_rotation_torque_sign_and_the_tables_columns(generated) -> None:
     """The file's hip Z torque is external rotation positive: it is negated into the canonical
     internal rotation slot; angles and the other torques keep their signs."""
-    spec = _spec(miniature, "Participant3", "R")
+    spec = _spec(generated, "Participant3", "R")
     (recording,) = _read(spec)
     folder = Path(spec.url).parent.parent
     torques = pd.read_csv(folder / "Torques_Norm" / "T3.txt", sep="\t")
@@ -115,11 +115,11 @@ def test_hip_rotation_torque_sign_and_the_tables_columns(miniature) -> None:
     np.testing.assert_allclose(first.kinematics.data[:, HIP, ROT], angles["St1_Hip_Z"], rtol=1e-6)
 
 
-def test_the_mat_and_ascii_copies_agree_and_never_both_count(miniature, tmp_path) -> None:
+def test_the_mat_and_ascii_copies_agree_and_never_both_count(generated, tmp_path) -> None:
     """Write participant 1 in both copies: the ASCII reading equals the MAT reading, and with
     both copies present the ASCII entry leaves the participant out (no stride twice)."""
     root = tmp_path / "raw"
-    shutil.copytree(miniature[0] / "moreira2021", root / "moreira2021")
+    shutil.copytree(generated[0] / "moreira2021", root / "moreira2021")
     p1 = generator.PARTICIPANTS[0]
     generator._write_ascii(root / "moreira2021", p1, generator._participant_tables(p1))
     specs = [s for s in trial_specs(root, *SOURCES) if s.subject == "Participant1"]
@@ -141,15 +141,15 @@ def test_the_mat_and_ascii_copies_agree_and_never_both_count(miniature, tmp_path
             np.testing.assert_allclose(a.heel_strikes_s, m.heel_strikes_s)
 
 
-def test_the_aliased_filtered_emg_is_refused_as_an_envelope(miniature) -> None:
+def test_the_aliased_filtered_emg_is_refused_as_an_envelope(generated) -> None:
     # What the foundation read: EMGs_filt, the band-passed EMG at 1001 points per stride.
-    spec = _with(_spec(miniature, "Participant1"), "emg", container="EMGs_filt")
+    spec = _with(_spec(generated, "Participant1"), "emg", container="EMGs_filt")
     with pytest.raises(SourceError, match=r"should be the envelope.*negative"):
         _read(spec)
 
 
-def test_torque_units_are_checked_and_newton_metres_use_the_body_mass(miniature) -> None:
-    spec = _spec(miniature, "Participant2")
+def test_torque_units_are_checked_and_newton_metres_use_the_body_mass(generated) -> None:
+    spec = _spec(generated, "Participant2")
     # 'Torques' holds N·m: reading it as N·m/kg (the foundation's assumption) is refused ...
     with pytest.raises(SourceError, match=r"torques N.m/kg .*declared N.m/kg but .* N.m"):
         _read(_with(spec, "kinetics", container="Torques"))
@@ -176,8 +176,8 @@ def test_torque_units_are_checked_and_newton_metres_use_the_body_mass(miniature)
     ],
     ids=["stride-time", "points", "muscle-name", "external-torques"],
 )
-def test_broken_assumptions_are_named(miniature, tmp_path, feature, change, message) -> None:
-    spec = _spec(miniature, "Participant3", "L")
+def test_broken_assumptions_are_named(generated, tmp_path, feature, change, message) -> None:
+    spec = _spec(generated, "Participant3", "L")
     leg = tmp_path / "V25" / "L"  # the adapter reads the speed and leg from the folders
     shutil.copytree(Path(spec.url).parent.parent, leg)
     path = leg / feature / "T3.txt"
@@ -186,8 +186,8 @@ def test_broken_assumptions_are_named(miniature, tmp_path, feature, change, mess
         _read(dataclasses.replace(spec, url=str(leg / "Angles" / "T3.txt")))
 
 
-def test_a_file_of_another_participant_or_speed_is_refused(miniature, tmp_path) -> None:
-    spec = _spec(miniature, "Participant1")
+def test_a_file_of_another_participant_or_speed_is_refused(generated, tmp_path) -> None:
+    spec = _spec(generated, "Participant1")
     with pytest.raises(SourceError, match="no variable 'Subject9_pro' for Participant9"):
         _read(dataclasses.replace(spec, subject="Participant9"))
     layout = {**spec.options["layout"], "speed_codes": {"V1": 0.2778}}
@@ -195,10 +195,16 @@ def test_a_file_of_another_participant_or_speed_is_refused(miniature, tmp_path) 
         _read(dataclasses.replace(spec, options={**spec.options, "layout": layout}))
 
 
-def test_miniature_is_deterministic_and_small(miniature, tmp_path) -> None:
-    first, second = miniature[0] / "moreira2021", tmp_path / "moreira2021"
+def test_miniature_is_deterministic_and_small(generated, tmp_path) -> None:
+    first, second = generated[0] / "moreira2021", tmp_path / "moreira2021"
     generator.write(second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
-    assert sum((first / f).stat().st_size for f in files) < 5e6
+    assert sum((first / f).stat().st_size for f in files) < MINIATURE_MAX_BYTES
+
+
+class TestContract(AdapterContract):
+    driver = "moreira"
+    source = "moreira2021"
+    sources = SOURCES  # the MAT and the ASCII copy

@@ -7,26 +7,26 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import builder.datasets.siat_llmd.adapter  # noqa: F401 (registers)
-from builder.conventions import JOINTS, MUSCLES, PLANES
-from builder.datasets import get_adapter
+from builder.conventions import MUSCLES
+from builder.datasets import read_recordings
 from builder.datasets.siat_llmd.miniature import write
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import miniature_specs, relocated
+from contract import AdapterContract
+from helpers import ADD, ANKLE, FLEX, HIP, KNEE, MINIATURE_MAX_BYTES, MiniatureFactory, relocated
 
 SOURCE = "siat_llmd2023"
-HIP, KNEE, ANKLE = (JOINTS.index(j) for j in JOINTS)
-ADD, FLEX = PLANES.index("adduction"), PLANES.index("flexion")
 LEFT_MUSCLES = {
     "rectus_femoris",
     "vastus_medialis",
@@ -39,9 +39,10 @@ LEFT_MUSCLES = {
 
 
 @pytest.fixture(scope="module")
-def miniature(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("raw")
-    facts, specs = miniature_specs(root, SOURCE)
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict]:
+    """This module's miniature (the session's, written once): (root, facts)."""
+    written = miniature(SOURCE)
+    root, facts, specs = written.root, written.facts, written.specs()
     _SPECS[root] = {f"{s.subject}/{Path(s.url).name.split('_')[1]}": s for s in specs}
     return root, facts
 
@@ -54,9 +55,9 @@ def _specs(root: Path) -> dict[str, TrialSpec]:
     return _SPECS[root]
 
 
-def _copy(miniature: tuple[Path, dict], tmp_path: Path, name: str = "Sub02/WAK") -> TrialSpec:
+def _copy(generated: tuple[Path, dict], tmp_path: Path, name: str = "Sub02/WAK") -> TrialSpec:
     """The spec of trial ``name`` over a copy of its subject's files in ``tmp_path``."""
-    root, spec = miniature[0], _specs(miniature[0])[name]
+    root, spec = generated[0], _specs(generated[0])[name]
     subject = root / SOURCE / "SIAT_LLMD20230404" / name.split("/")[0]
     shutil.copytree(subject, tmp_path / subject.relative_to(root))
     return relocated(spec, root, tmp_path)
@@ -76,7 +77,7 @@ def _file(root: Path, subject: str, movement: str, kind: str) -> Path:
 
 
 def _read(spec: TrialSpec):
-    return get_adapter(spec.adapter).read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 def _built(spec: TrialSpec, tmp_path: Path):
@@ -86,8 +87,8 @@ def _built(spec: TrialSpec, tmp_path: Path):
     return outcome, staging.load_batch(outcome.key)
 
 
-def test_every_movement_file_is_a_trial_and_non_gait_ones_say_why(miniature, tmp_path) -> None:
-    specs = _specs(miniature[0])
+def test_every_movement_file_is_a_trial_and_non_gait_ones_say_why(generated, tmp_path) -> None:
+    specs = _specs(generated[0])
     assert sorted(specs) == ["Sub01/STDUP", "Sub01/UPS", "Sub01/WAK", "Sub02/WAK"]
     assert specs["Sub01/UPS"].activity == "stair_ascent"
     assert specs["Sub01/STDUP"].activity == "sit_to_stand"
@@ -95,8 +96,8 @@ def test_every_movement_file_is_a_trial_and_non_gait_ones_say_why(miniature, tmp
     assert not outcome.ok and "non-gait" in outcome.reason and "A/R" in outcome.reason
 
 
-def test_strides_follow_the_labels_per_group_and_leg(miniature, tmp_path) -> None:
-    root, facts = miniature
+def test_strides_follow_the_labels_per_group_and_leg(generated, tmp_path) -> None:
+    root, facts = generated
     for name, spec in _specs(root).items():
         if name in facts["non_gait"]:
             continue
@@ -113,8 +114,8 @@ def test_strides_follow_the_labels_per_group_and_leg(miniature, tmp_path) -> Non
     assert list(batch.side).count("L") == 2 and (batch.duration_s < 1.3).all()
 
 
-def test_rate_comes_from_the_time_column(miniature) -> None:
-    root, facts = miniature
+def test_rate_comes_from_the_time_column(generated) -> None:
+    root, facts = generated
     for name in ("Sub01/WAK", "Sub02/WAK"):
         (recording,) = _read(_specs(root)[name])
         rate = recording.sides[0].kinematics.rate_hz
@@ -122,8 +123,8 @@ def test_rate_comes_from_the_time_column(miniature) -> None:
         assert any(f"{rate:.3f} Hz" in note for note in recording.notes)
 
 
-def test_left_emg_slots_and_the_tibialis_anterior_merge(miniature) -> None:
-    root, _ = miniature
+def test_left_emg_slots_and_the_tibialis_anterior_merge(generated) -> None:
+    root, _ = generated
     (recording,) = _read(_specs(root)["Sub01/WAK"])
     left = [s for s in recording.sides if s.side == "L"]
     data = pd.read_csv(_file(root, "Sub01", "WAK", "Data"))
@@ -141,8 +142,8 @@ def test_left_emg_slots_and_the_tibialis_anterior_merge(miniature) -> None:
     assert all(s.emg is None for s in recording.sides if s.side == "R")  # left leg only
 
 
-def test_canonical_values_masks_and_metadata(miniature, tmp_path) -> None:
-    root, _ = miniature
+def test_canonical_values_masks_and_metadata(generated, tmp_path) -> None:
+    root, _ = generated
     outcome, batch = _built(_specs(root)["Sub02/WAK"], tmp_path)
     assert set(outcome.columns["activity"]) == {"walk"}
     assert set(outcome.columns["population"]) == {"healthy"}
@@ -199,8 +200,8 @@ def _columns_times(factor: float, match):
     ],
     ids=["time-gap", "label-rows", "group-sides", "group-11"],
 )
-def test_broken_file_assumptions_are_named(miniature, tmp_path, kind, change, message) -> None:
-    spec = _copy(miniature, tmp_path)
+def test_broken_file_assumptions_are_named(generated, tmp_path, kind, change, message) -> None:
+    spec = _copy(generated, tmp_path)
     _mutated(spec, kind, change)
     with pytest.raises(SourceError, match=message):
         _read(spec)
@@ -217,15 +218,15 @@ def test_broken_file_assumptions_are_named(miniature, tmp_path, kind, change, me
     ],
     ids=["knee-sign", "ankle-sign", "hip-sign", "external", "units"],
 )
-def test_conventions_that_contradict_the_data_are_named(miniature, group, changes, message):
-    spec = _with(_specs(miniature[0])["Sub02/WAK"], group, **changes)
+def test_conventions_that_contradict_the_data_are_named(generated, group, changes, message):
+    spec = _with(_specs(generated[0])["Sub02/WAK"], group, **changes)
     with pytest.raises(SourceError, match=message):
         _read(spec)
 
 
-def test_moments_in_newton_metres_need_and_use_the_body_mass(miniature, tmp_path) -> None:
-    reference = _read(_specs(miniature[0])["Sub02/WAK"])[0]
-    spec = _copy(miniature, tmp_path)
+def test_moments_in_newton_metres_need_and_use_the_body_mass(generated, tmp_path) -> None:
+    reference = _read(_specs(generated[0])["Sub02/WAK"])[0]
+    spec = _copy(generated, tmp_path)
     _mutated(spec, "Data", _columns_times(55.0, lambda c: c.startswith("Kinetic:")))
     with pytest.raises(SourceError, match=r"N.m .*body mass"):
         _read(spec)
@@ -234,10 +235,16 @@ def test_moments_in_newton_metres_need_and_use_the_body_mass(miniature, tmp_path
         np.testing.assert_allclose(got.kinetics.data, want.kinetics.data, rtol=1e-3, atol=1e-3)
 
 
-def test_miniature_is_deterministic_and_small(miniature, tmp_path) -> None:
-    first, second = miniature[0] / SOURCE, tmp_path / SOURCE
+def test_miniature_is_deterministic_and_small(generated, tmp_path) -> None:
+    first, second = generated[0] / SOURCE, tmp_path / SOURCE
     write(second)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
-    assert sum((first / f).stat().st_size for f in files) < 5e6
+    assert sum((first / f).stat().st_size for f in files) < MINIATURE_MAX_BYTES
+
+
+class TestContract(AdapterContract):
+    driver = "siat_llmd"
+    source = SOURCE
+    refused: ClassVar = {"Sub01_STDUP_Data.csv": "non-gait movement"}

@@ -13,16 +13,27 @@ import pytest
 
 import builder.datasets.van_criekinge.adapter  # noqa: F401 (registers)
 from builder.conventions import MUSCLES
-from builder.datasets import get_adapter
+from builder.datasets import read_recordings
 from builder.datasets.miniatures import MINIATURES
 from builder.datasets.van_criekinge import miniature as generator
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.pipeline.run import process_trial
+from builder.pipeline.trial import process_trial
 from builder.records import TrialSpec
 from builder.store.staging import Staging, trial_key
 
-from helpers import process_all, trial_specs
+from contract import AdapterContract
+from helpers import (
+    ADD,
+    ANKLE,
+    FLEX,
+    HIP,
+    KNEE,
+    MINIATURE_MAX_BYTES,
+    MiniatureFactory,
+    process_all,
+    trial_specs,
+)
 
 SOURCE = "van_criekinge2023"
 EMG_SET = {
@@ -33,8 +44,6 @@ EMG_SET = {
     "semitendinosus",
     "gastrocnemius_medialis",
 }
-HIP, KNEE, ANKLE = 0, 1, 2
-ADD, FLEX = 0, 2
 
 
 def specs_for(root: Path) -> dict[str, TrialSpec]:
@@ -42,17 +51,15 @@ def specs_for(root: Path) -> dict[str, TrialSpec]:
 
 
 @pytest.fixture(scope="module")
-def miniature(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
-    root = tmp_path_factory.mktemp("vc")
-    folder = root / SOURCE
-    folder.mkdir()
-    facts = generator.write(folder)
-    return root, facts
+def generated(miniature: MiniatureFactory) -> tuple[Path, dict[str, Any]]:
+    """This module's miniature (the session's, written once): (root, facts)."""
+    written = miniature(SOURCE)
+    return written.root, written.facts
 
 
 @pytest.fixture(scope="module")
-def built(miniature, tmp_path_factory) -> dict[str, Any]:
-    root, _ = miniature
+def built(generated, tmp_path_factory) -> dict[str, Any]:
+    root, _ = generated
     processed = process_all(specs_for(root), tmp_path_factory.mktemp("store"))
     return {token: (outcome, batch) for token, (_, outcome, batch) in processed.items()}
 
@@ -75,11 +82,11 @@ def test_generator_is_registered_deterministic_and_small(tmp_path: Path) -> None
     assert names == sorted(generator.FILES.values())
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert sum(p.stat().st_size for p in (tmp_path / "a").iterdir()) < 5e6
+    assert sum(p.stat().st_size for p in (tmp_path / "a").iterdir()) < MINIATURE_MAX_BYTES
 
 
-def test_strides_sides_and_metadata(miniature, built) -> None:
-    _, facts = miniature
+def test_strides_sides_and_metadata(generated, built) -> None:
+    _, facts = generated
     for token, population in (("AbleBodiedAdults", None), ("PostStrokeAdults", "stroke")):
         outcome, batch = built[token]
         assert set(outcome.columns["activity"]) == {"walk"}
@@ -100,8 +107,8 @@ def test_strides_sides_and_metadata(miniature, built) -> None:
     assert np.allclose(ab.emg_lengths, np.array(ab.duration_s) * 1000, atol=1)
 
 
-def test_stroke_paretic_side_maps_to_left_right(miniature, built) -> None:
-    _, facts = miniature
+def test_stroke_paretic_side_maps_to_left_right(generated, built) -> None:
+    _, facts = generated
     outcome, batch = built["PostStrokeAdults"]
     conditions = np.array(outcome.columns["condition"])
     sides = np.array(outcome.side)
@@ -140,8 +147,8 @@ def test_canonical_values(built) -> None:
     assert ((ankle_min < -1.2) & (ankle_min > -2.2)).all()  # plantarflexor, N.m/kg
 
 
-def test_kinetics_only_for_good_force_plate_strides(miniature, built) -> None:
-    _, facts = miniature
+def test_kinetics_only_for_good_force_plate_strides(generated, built) -> None:
+    _, facts = generated
     for token in ("AbleBodiedAdults", "PostStrokeAdults"):
         outcome, batch = built[token]
         has = batch.kinetics_mask.any(axis=(1, 2))
@@ -176,10 +183,10 @@ def test_emg_masks_never_zero_filled(built) -> None:
     assert not sbatch.emg_mask[lost_ta, ta].any() and sbatch.emg_mask[~lost_ta, ta].all()
 
 
-def test_emg_kind_is_the_catalogues(miniature) -> None:
-    root, _ = miniature
+def test_emg_kind_is_the_catalogues(generated) -> None:
+    root, _ = generated
     spec = specs_for(root)["AbleBodiedAdults"]
-    recordings = get_adapter("van_criekinge").read_trial(spec, FileAccess())
+    recordings = read_recordings(spec, FileAccess())
     assert spec.emg_kind == "envelope"
     assert {r.emg_kind for r in recordings} == {"envelope"}
 
@@ -224,7 +231,7 @@ def side_structs(record: dict) -> list[dict]:
 
 
 def read(spec: TrialSpec):
-    return get_adapter("van_criekinge").read_trial(spec, FileAccess())
+    return read_recordings(spec, FileAccess())
 
 
 def test_locohub_axes_are_detected(tmp_path: Path, monkeypatch) -> None:
@@ -333,7 +340,7 @@ def test_a_leg_whose_arrays_disagree_is_left_out_with_a_note(tmp_path, monkeypat
     )
 
 
-def test_a_v73_hdf5_copy_reads_the_same(miniature, built, tmp_path: Path, monkeypatch) -> None:
+def test_a_v73_hdf5_copy_reads_the_same(generated, built, tmp_path: Path, monkeypatch) -> None:
     """The real files may be MATLAB v7.3 (Sub is ~8 GB): the adapter reads both formats."""
     import h5py
     import matio
@@ -359,3 +366,8 @@ def test_a_v73_hdf5_copy_reads_the_same(miniature, built, tmp_path: Path, monkey
     assert outcome.side == v5_outcome.side and outcome.duration_s == v5_outcome.duration_s
     np.testing.assert_array_equal(batch.kinematics, v5_batch.kinematics)
     np.testing.assert_array_equal(batch.emg_mask, v5_batch.emg_mask)
+
+
+class TestContract(AdapterContract):
+    driver = "van_criekinge"
+    source = SOURCE

@@ -39,7 +39,7 @@ from pydantic import Field
 from builder.conventions import JOINTS, PLANES, Side, angle_factor, emg_factor, moment_factor
 from builder.datasets.base import AdapterOptions, SourceAdapter
 from builder.datasets.mapping import joint_array, muscle_matrix
-from builder.datasets.options import DatasetOptions, JointMap
+from builder.datasets.options import DatasetOptions, JointMap, per_side
 from builder.datasets.segments import cycle_sides
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
@@ -68,7 +68,7 @@ class AngelidouLayout(AdapterOptions):
     activity_from: str = "path"
     root_variable: str = "data"
     # Column of a (T, 3) angle/moment array that holds the sagittal plane [I].
-    sagittal_column: int = Field(0, ge=0, le=2)
+    sagittal_column: int = Field(default=0, ge=0, le=2)
     speed_codes: dict[str, float] | None = None  # speed token -> m/s; else parsed (v1p2 = 1.2)
     stiffness_unit: str = "kN/m"  # [I]
 
@@ -76,10 +76,10 @@ class AngelidouLayout(AdapterOptions):
 class AngelidouEvents(AdapterOptions):
     kind: Literal["pre_segmented"] = "pre_segmented"
     field: str = "gaitEvents"
-    heel_strike_fields: dict[Side, str] = Field(default_factory=lambda: {"L": "LHS", "R": "RHS"})
+    heel_strike_fields: dict[Side, str] = Field(default_factory=per_side("LHS", "RHS"))
     # The median cycle duration of a condition must lie in here (s).
     plausible_stride_s: tuple[float, float] = (0.6, 2.5)
-    gait_events_tolerance_s: float = Field(0.01, gt=0)
+    gait_events_tolerance_s: float = Field(default=0.01, gt=0)
 
 
 class AngelidouOptions(DatasetOptions):
@@ -87,12 +87,14 @@ class AngelidouOptions(DatasetOptions):
     events: AngelidouEvents = Field(default_factory=AngelidouEvents)
 
 
-class AngelidouAdapter(SourceAdapter):
+class AngelidouAdapter(SourceAdapter[AngelidouOptions]):
     name = "angelidou"
     options_model = AngelidouOptions
+    emg_kinds = frozenset({"raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = AngelidouOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: AngelidouOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         if options.emg is None or options.kinematics is None or options.rates.emg_hz is None:
             raise SourceError(spec.url, "catalogue entry needs emg, kinematics and rates.emg_hz")
         content = load_mat(files.local_path(spec.url), spec.url)
@@ -105,7 +107,7 @@ class AngelidouAdapter(SourceAdapter):
         factors = _factors(options, data, spec.url)
         events = data.get(options.events.field)
 
-        recordings = []
+        recordings: list[TrialRecording] = []
         for speed in sorted(k for k in data if k not in options.layout.other_fields):
             if not isinstance(data[speed], dict):
                 continue

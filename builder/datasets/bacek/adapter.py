@@ -94,28 +94,27 @@ class SubjectInfoOptions(AdapterOptions):
     variable: str = "SubjectInfo"
     sessions: list[str] = Field(default_factory=lambda: ["Session2", "Session3"])
     speed_levels_mps: list[float]  # WalkSpeedOrder level 1, 2, 3 -> m/s
-    tests_per_bout: int = Field(5, gt=0)
+    tests_per_bout: int = Field(default=5, gt=0)
     orthosis_code: int = 2  # ConditionOrder: 1 free, 2 orthosis
-    cadence_tolerance_pct: float = Field(3.0, ge=0)
+    cadence_tolerance_pct: float = Field(default=3.0, ge=0)
 
 
 class BacekOptions(DatasetOptions):
     layout: BacekLayout
+    events: dict[str, Any] = Field(default_factory=dict)
     tests: dict[str, TestConditions]
     subject_info: SubjectInfoOptions
 
 
-class BacekAdapter(SourceAdapter):
+class BacekAdapter(SourceAdapter[BacekOptions]):
     name = "bacek"
     options_model = BacekOptions
+    emg_kinds = frozenset({"envelope"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = BacekOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: BacekOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         url = spec.url
-        if spec.emg_kind != "envelope":
-            raise SourceError(
-                url, f"emg_kind is {spec.emg_kind!r}, but the segmented files hold only envelopes"
-            )
         mechanics = field(load_mat(files.local_path(url), url), "segMechanics", url)
         energetics_url = _sibling(url, options.layout.siblings.energetics, spec, files)
         energetics = field(
@@ -143,7 +142,7 @@ class BacekAdapter(SourceAdapter):
             )
         if not tests:
             raise SourceError(url, "segMechanics holds no test field T<k>")
-        recordings = []
+        recordings: list[TrialRecording] = []
         for test in tests:
             reading = _TestReader(
                 url, test, options, field(mechanics, test, url), energetics.get(test), spec
@@ -367,7 +366,7 @@ class _TestReader:
         for side in self.options.sides:
             columns = {
                 key: _cycles(
-                    field(self.mechanics, path, self.url, why="sagittal angles"),
+                    field(self.mechanics, str(path), self.url, why="sagittal angles"),
                     self.url,
                     f"{self.test} {path}",
                 )

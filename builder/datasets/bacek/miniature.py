@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from builder.conventions import Side
 from builder.datasets.miniatures import miniature
 from builder.synthetic.files import MATIO_HEADER, write_mat
 from builder.synthetic.gait_model import (
@@ -48,7 +49,7 @@ from builder.synthetic.gait_model import (
 )
 from builder.synthetic.simulation import analog_times
 
-SIDES = {"L": "Left", "R": "Right"}
+SIDES: dict[Side, str] = {"L": "Left", "R": "Right"}
 MUSCLES = ("TibAnt", "GastroMed", "GastroLat", "VastLat", "RecFem", "BicFem", "Semitend", "GlutMax")
 _FROM_MODEL = {
     "TibAnt": "tibialis_anterior",

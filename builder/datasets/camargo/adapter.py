@@ -70,7 +70,7 @@ from pydantic import Field, ValidationError, model_validator
 from builder.conventions import ACTIVITIES, Side, angle_factor, emg_factor, moment_factor
 from builder.datasets.base import AdapterOptions, SourceAdapter
 from builder.datasets.mapping import joint_array, muscle_matrix
-from builder.datasets.options import DatasetOptions, JointMap
+from builder.datasets.options import DatasetOptions, JointMap, per_side
 from builder.datasets.segments import crop
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
@@ -139,7 +139,7 @@ class BodyMass(AdapterOptions):
 
 class CamargoEvents(AdapterOptions):
     kind: str = "phase_ramp"
-    files: dict[Side, str] = Field(default_factory=lambda: {"L": "gcLeft", "R": "gcRight"})
+    files: dict[Side, str] = Field(default_factory=per_side("gcLeft", "gcRight"))
     time_column: str = "Header"
     heel_strike: str = "HeelStrike"
     toe_off: str = "ToeOff"
@@ -318,7 +318,7 @@ def _ramp_starts(time: np.ndarray, phase: np.ndarray) -> np.ndarray:
         return 0 <= i < j < n and bool(p[j] > p[i])  # NaN compares False
 
     events = []
-    for k in wrap:
+    for k in wrap.tolist():
         if rising(k - 2, k - 1):  # forward along the ending cycle to 100 %
             slope = (p[k - 1] - p[k - 2]) / (t[k - 1] - t[k - 2])
             events.append(min(t[k - 1] + (100.0 - p[k - 1]) / slope, t[k]))
@@ -327,7 +327,7 @@ def _ramp_starts(time: np.ndarray, phase: np.ndarray) -> np.ndarray:
             events.append(max(t[k] - p[k] / slope, t[k - 1]))
         else:
             events.append(t[k])
-    for k in rise:
+    for k in rise.tolist():
         if rising(k + 1, k + 2):
             slope = (p[k + 2] - p[k + 1]) / (t[k + 2] - t[k + 1])
             events.append(min(max(t[k + 1] - p[k + 1] / slope, t[k]), t[k + 1]))
@@ -635,13 +635,16 @@ def _stride_token(
     return _TRANSITION if found else default
 
 
-class CamargoAdapter(SourceAdapter):
+class CamargoAdapter(SourceAdapter[CamargoOptions]):
     name = "camargo"
     options_model = CamargoOptions
+    emg_kinds = frozenset({"raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = CamargoOptions.of(spec)
-        if options.kinematics is None:
+    def read(
+        self, spec: TrialSpec, options: CamargoOptions, files: FileAccess
+    ) -> list[TrialRecording]:
+        angle_map = options.kinematics
+        if angle_map is None:
             raise SourceError(spec.url, "the catalogue entry has no kinematics map")
         paths = _paths(spec.url, options.layout)
         notes: list[str] = []
@@ -655,14 +658,15 @@ class CamargoAdapter(SourceAdapter):
             ik, layout.time_column, paths.siblings["ik"], "ik", options.rates.kinematics_hz
         )
         notes += rate_notes
-        angle = angle_factor(options.kinematics.units or "deg")
+        angle = angle_factor(angle_map.units or "deg")
         kinetic_tables = self._kinetics(files, paths, options, spec, notes)
 
         sides: dict[Side, _SideData] = {}
         for side in options.sides:
-            angles = _joints(ik, options.kinematics, side, angle, paths.siblings["ik"], "ik", notes)
+            angles = _joints(ik, angle_map, side, angle, paths.siblings["ik"], "ik", notes)
             kinetics = None
-            if kinetic_tables is not None:
+            # (kinetic tables are read only where the entry has a kinetics map)
+            if kinetic_tables is not None and options.kinetics is not None:
                 table, rate, start, factor = kinetic_tables
                 moments = _joints(
                     table, options.kinetics, side, factor, paths.siblings["id"], "id", notes

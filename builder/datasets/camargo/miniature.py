@@ -36,7 +36,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from builder.conventions import JOINTS, PLANES
+from builder.conventions import JOINTS, PLANES, Side
 from builder.datasets.miniatures import miniature
 from builder.synthetic.files import matlab_header, quantise, write_mat
 from builder.synthetic.gait_model import (
@@ -95,6 +95,7 @@ _CANONICAL: Final = {
     "ankle_angle": ("ankle", "flexion"),
 }
 _TRANSLATIONS: Final = ("pelvis_tx", "pelvis_ty", "pelvis_tz")  # metres; the rest degrees
+_FILE_SIDES: Final[tuple[tuple[str, Side], ...]] = (("r", "R"), ("l", "L"))  # suffix, side
 # Labels of the conditions files and the activity the catalogue maps them to.
 LABEL_ACTIVITY: Final = {
     "walk": "walk",
@@ -220,6 +221,7 @@ def _weights(trial: Trial, phase_r: np.ndarray, layers: list[float]) -> np.ndarr
         else:
             before = trial.segments[i - 1].incline
             after = trial.segments[i + 1].incline
+            assert before is not None and after is not None  # a transition joins two inclines
             x = _smoothstep((phase_r[inside] - lower) / (segment.until - lower))
             weights[inside, layers.index(before)] += 1.0 - x
             weights[inside, layers.index(after)] += x
@@ -315,9 +317,9 @@ def _ik_table(reference: SimulatedTrial, blended: dict[str, np.ndarray]) -> pd.D
     columns["pelvis_tx"] = reference.speed_mps * (t - t[0])
     columns["pelvis_ty"] = 0.93 + 0.02 * np.cos(4 * np.pi * phase)
     columns["pelvis_tz"] = 0.01 * np.sin(2 * np.pi * phase)
-    for side in ("r", "l"):
-        angles = blended[f"kin_{side.upper()}"]
-        side_phase = reference.phase[side.upper()]
+    for side, leg in _FILE_SIDES:
+        angles = blended[f"kin_{leg}"]
+        side_phase = reference.phase[leg]
         for coordinate in _LEG_COORDINATES:
             if coordinate in _CANONICAL:
                 joint, plane = _CANONICAL[coordinate]
@@ -345,9 +347,9 @@ def _id_table(
         columns[f"{name}_moment"] = 2.0 * np.sin(2 * np.pi * phase + len(name))
     for axis in ("tx", "ty", "tz"):
         columns[f"pelvis_{axis}_force"] = 5.0 * np.cos(2 * np.pi * phase + len(axis))
-    for side in ("r", "l"):
-        moments = blended[f"mom_{side.upper()}"] * mass_kg  # internal N·m/kg -> N·m
-        side_phase = reference.phase[side.upper()]
+    for side, leg in _FILE_SIDES:
+        moments = blended[f"mom_{leg}"] * mass_kg  # internal N·m/kg -> N·m
+        side_phase = reference.phase[leg]
         for coordinate in _LEG_COORDINATES:
             if coordinate in _CANONICAL:
                 joint, plane = _CANONICAL[coordinate]
@@ -362,7 +364,7 @@ def _id_table(
     return table
 
 
-def _gc_table(reference: SimulatedTrial, side: str, rest: bool) -> pd.DataFrame:
+def _gc_table(reference: SimulatedTrial, side: Side, rest: bool) -> pd.DataFrame:
     t = reference.times()
     phase = reference.phase[side]
     heel = reference.heel_strikes[side]
@@ -394,7 +396,8 @@ def _expected_strides(trial: Trial, reference: SimulatedTrial) -> dict[str, dict
     """Strides per leg and activity, from the segment plan (right-leg phase units)."""
     bounds = [-np.inf] + [s.until for s in trial.segments]
     counts: dict[str, dict[str, int]] = {}
-    for side, offset in (("R", 0.0), ("L", 0.5)):
+    offsets: tuple[tuple[Side, float], ...] = (("R", 0.0), ("L", 0.5))
+    for side, offset in offsets:
         n_heel = reference.heel_strikes[side].size
         first = 0.0 if side == "R" else offset
         side_counts: dict[str, int] = {}
@@ -442,7 +445,8 @@ def write(folder: Path) -> dict[str, Any]:
             base / "id" / name,
             {"data": _id_table(reference, blended, subject.mass_kg, trial.no_moments_until)},
         )
-        for side, sensor in (("L", "gcLeft"), ("R", "gcRight")):
+        sensors: tuple[tuple[Side, str], ...] = (("L", "gcLeft"), ("R", "gcRight"))
+        for side, sensor in sensors:
             save_mat(base / sensor / name, {"data": _gc_table(reference, side, trial.rest_phase)})
         save_mat(base / "conditions" / name, _conditions(trial, reference))
         key = f"{trial.subject}/{trial.date}/{trial.mode}/emg/{name}"

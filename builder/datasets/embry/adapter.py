@@ -83,12 +83,14 @@ def h5_cell(h5: h5py.File, node: Any, path: str) -> list[list[Any]]:
     return rows
 
 
-class EmbryAdapter(SourceAdapter):
+class EmbryAdapter(SourceAdapter[GreggLabOptions]):
     name = "embry"
     options_model = GreggLabOptions
+    emg_kinds = frozenset({"envelope"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = GreggLabOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: GreggLabOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         local = files.local_path(spec.url)
         try:
             h5 = h5py.File(local, "r")

@@ -54,7 +54,7 @@ from builder.synthetic.simulation import StrideSet, activity_of, simulate_stride
 
 FILE_NAME: Final = "InclineExperiment.mat"
 POINTS: Final = 150
-SIDE_WORDS: Final = {"L": "left", "R": "right"}
+SIDE_WORDS: Final[dict[Side, str]] = {"L": "left", "R": "right"}
 AXES: Final = {"adduction": "y", "rotation": "z", "flexion": "x"}  # Gregg-lab / PiG axes
 EMG_CHANNELS: Final = {  # source name -> model muscle (GC: the medial head is assumed)
     "RF": "rectus_femoris",

@@ -108,6 +108,7 @@ class Gait120Layout(AdapterOptions):
 
 class Gait120Options(DatasetOptions):
     layout: Gait120Layout = Field(default_factory=Gait120Layout)
+    events: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- paths ------------------------------------------------------------------------------
@@ -224,17 +225,20 @@ class _Context:
         return sibling_url(self.url, relative)
 
 
-class Gait120Adapter(SourceAdapter):
+class Gait120Adapter(SourceAdapter[Gait120Options]):
     name = "gait120"
     options_model = Gait120Options
+    emg_kinds = frozenset({"raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = Gait120Options.of(spec)
+    def read(
+        self, spec: TrialSpec, options: Gait120Options, files: FileAccess
+    ) -> list[TrialRecording]:
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "the catalogue entry needs emg and kinematics maps")
         layout = options.layout
         raw = load_mat(files.local_path(spec.url), spec.url)
-        rates, notes = options.rates, []
+        rates = options.rates
+        notes: list[str] = []
         context = _Context(
             spec,
             options,
@@ -274,7 +278,7 @@ class Gait120Adapter(SourceAdapter):
         _check_cycles([s for s in steps if s.task not in layout.non_cyclic_tasks], spec.url)
 
         population = _population(spec.subject, layout.populations, spec.population)
-        notes = tuple(dict.fromkeys(context.notes))
+        file_notes = tuple(dict.fromkeys(context.notes))
         return [
             TrialRecording(
                 sides=(
@@ -288,7 +292,7 @@ class Gait120Adapter(SourceAdapter):
                 ),
                 emg_kind=spec.emg_kind,
                 event_source="pre_segmented",
-                notes=notes if i == 0 else (),
+                notes=file_notes if i == 0 else (),
                 meta={
                     "activity": step.task,
                     "trial": f"{step.task}/{step.trial_name}",

@@ -138,12 +138,15 @@ def _emg_activations(model: np.ndarray) -> np.ndarray:
     index = {m: i for i, m in enumerate(DEMO_MUSCLES)}
     soleus = model[:, index["soleus"]]
     lateral = model[:, index["gastrocnemius_lateralis"]]
+    derived = {
+        "SoleusLateralis": 0.85 * soleus + 0.02,
+        "PeroneusLongus": 0.55 * soleus + 0.2 * lateral + 0.03,
+        "PeroneusBrevis": 0.5 * soleus + 0.04,
+    }
     columns = [
-        model[:, index[_FROM_MODEL[name]]] if name in _FROM_MODEL else None for name in EMG_COLUMNS
+        derived[name] if name in derived else model[:, index[_FROM_MODEL[name]]]
+        for name in EMG_COLUMNS
     ]
-    columns[EMG_COLUMNS.index("SoleusLateralis")] = 0.85 * soleus + 0.02
-    columns[EMG_COLUMNS.index("PeroneusLongus")] = 0.55 * soleus + 0.2 * lateral + 0.03
-    columns[EMG_COLUMNS.index("PeroneusBrevis")] = 0.5 * soleus + 0.04
     return np.stack(columns, axis=1)
 
 

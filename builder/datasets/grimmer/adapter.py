@@ -50,7 +50,7 @@ from builder.conventions import (
 )
 from builder.datasets.base import AdapterOptions, SourceAdapter
 from builder.datasets.mapping import joint_array, muscle_matrix
-from builder.datasets.options import DatasetOptions
+from builder.datasets.options import DatasetOptions, per_side
 from builder.datasets.segments import crop
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
@@ -100,7 +100,7 @@ class GrimmerLayout(AdapterOptions):
 
 class GrimmerEvents(AdapterOptions):
     kind: Literal["touchdown_indices"] = "touchdown_indices"
-    fields: dict[Side, str] = Field(default_factory=lambda: {"L": "tdL", "R": "tdR"})
+    fields: dict[Side, str] = Field(default_factory=per_side("tdL", "tdR"))
     # MAT variables of the Touchdowns file; each is also the activity token of its strides.
     variables: list[str] = Field(default_factory=lambda: ["TD_ascent", "TD_descent"])
     index_of: Literal["kinematics"] = "kinematics"
@@ -115,12 +115,14 @@ class GrimmerOptions(DatasetOptions):
     events: GrimmerEvents = Field(default_factory=GrimmerEvents)
 
 
-class GrimmerAdapter(SourceAdapter):
+class GrimmerAdapter(SourceAdapter[GrimmerOptions]):
     name = "grimmer"
     options_model = GrimmerOptions
+    emg_kinds = frozenset({"raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = GrimmerOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: GrimmerOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "catalogue entry needs emg and kinematics maps")
         number = _trailing_number(spec.url)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import resample_poly
 
+from builder.conventions import Side
 from builder.datasets.miniatures import miniature
 from builder.synthetic.files import cell, matlab_header, write_mat
 from builder.synthetic.gait_model import DEMO_MUSCLES, SubjectParams, simulate_trial
@@ -147,7 +148,8 @@ def _trial(subject: SubjectParams, inclination: float, seed: int) -> dict[str, A
     kinematics: dict[str, np.ndarray] = {}
     kinetics: dict[str, np.ndarray] = {}
     emg: dict[str, np.ndarray] = {}
-    for side, suffix in (("R", "r"), ("L", "l")):
+    suffixes: tuple[tuple[Side, str], ...] = (("R", "r"), ("L", "l"))
+    for side, suffix in suffixes:
         angles = np.concatenate([p.kinematics[side] for p in parts])
         moments = np.concatenate([p.kinetics[side] for p in parts])
         for stem, (j, p) in _ANGLE_FIELDS.items():
@@ -162,9 +164,10 @@ def _trial(subject: SubjectParams, inclination: float, seed: int) -> dict[str, A
     touchdowns: dict[str, dict[str, np.ndarray]] = {}
     truth: dict[str, dict[str, list[float]]] = {}
     n_frames = sum(p.n_frames for p in parts)
+    fields: tuple[tuple[Side, str], ...] = (("R", "tdR"), ("L", "tdL"))
     for token, part, offset in zip(("TD_ascent", "TD_descent"), parts, offsets, strict=True):
         touchdowns[token], truth[token] = {}, {}
-        for side, field in (("R", "tdR"), ("L", "tdL")):
+        for side, field in fields:
             times = part.heel_strikes[side] - part.start_s + offset
             frames = np.round(times * KIN_HZ) + 1
             keep = (frames >= 1) & (frames <= n_frames)

@@ -42,11 +42,12 @@ from pydantic import Field
 
 from builder.conventions import ANGLE_UNITS, Side, angle_factor
 from builder.datasets.base import AdapterOptions, SourceAdapter
+from builder.datasets.columns import emg_matrix, joint_matrix
 from builder.datasets.options import DatasetOptions
 from builder.datasets.segments import CROP_MARGIN_S, crop
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.formats.tables import emg_matrix, joint_matrix, numeric, read_table, require_columns
+from builder.formats.tables import numeric, read_table, require_columns
 from builder.processing.checks import check_mean_stride_angles, mean_stride
 from builder.records import SideRecording, TimeSeries, TrialRecording, TrialSpec
 
@@ -66,15 +67,16 @@ class HuEvents(AdapterOptions):
 
 
 class HuOptions(DatasetOptions):
-    events: HuEvents  # type: ignore[assignment]
+    layout: dict[str, Any] = Field(default_factory=dict)
+    events: HuEvents
 
 
-class HuEnabl3sAdapter(SourceAdapter):
+class HuEnabl3sAdapter(SourceAdapter[HuOptions]):
     name = "hu_enabl3s"
     options_model = HuOptions
+    emg_kinds = frozenset({"raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = HuOptions.of(spec)
+    def read(self, spec: TrialSpec, options: HuOptions, files: FileAccess) -> list[TrialRecording]:
         events, url = options.events, spec.url
         rate = options.rates.emg_hz or 1000.0
         if options.rates.kinematics_hz not in (None, rate):

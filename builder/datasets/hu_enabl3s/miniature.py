@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-from builder.conventions import JOINTS, PLANES
+from builder.conventions import JOINTS, PLANES, SIDES
 from builder.datasets.miniatures import miniature
 from builder.synthetic import gait_model as gm
 
@@ -127,7 +127,7 @@ def _stitch(circuit: Circuit) -> dict[str, Any]:
     }
     offset = n_stand
     for seg, sim, a, b in parts:
-        for s in "LR":
+        for s in SIDES:
             out["angles"][s][offset : offset + b - a] = sim.kinematics[s][a:b]
             out["emg"][s][offset : offset + b - a] = sim.emg[s][a:b]
             for kind, times in (("hs", sim.heel_strikes[s]), ("to", sim.toe_offs[s])):
@@ -137,7 +137,7 @@ def _stitch(circuit: Circuit) -> dict[str, Any]:
         out["mode"][offset : offset + b - a] = seg.mode
         offset += b - a
     # Quiet standing: the first walking posture held still, EMG at the noise floor.
-    for s in "LR":
+    for s in SIDES:
         out["angles"][s][:n_stand] = out["angles"][s][n_stand]
         out["emg"][s][:n_stand] = 0.02 * out["emg"][s][n_stand : 2 * n_stand]
     return out

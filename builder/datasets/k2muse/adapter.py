@@ -60,7 +60,7 @@ from builder.conventions import (
 )
 from builder.datasets.base import AdapterOptions, SourceAdapter
 from builder.datasets.mapping import joint_array, muscle_matrix
-from builder.datasets.options import DatasetOptions, JointMap
+from builder.datasets.options import DatasetOptions, EmgMap, JointMap
 from builder.datasets.segments import crop
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
@@ -102,22 +102,23 @@ class K2museLayout(AdapterOptions):
     conditions: dict[str, str]  # Condition token -> condition flags
     populations: dict[str, str]  # regex (full match on the participant id) -> population
     emg_blocks: dict[Side, tuple[int, int]]  # side -> first, last EMGData column (1-based)
-    mains_hz: float | None = Field(None, gt=0)
+    mains_hz: float | None = Field(default=None, gt=0)
 
 
 class K2museOptions(DatasetOptions):
     layout: K2museLayout
+    events: dict[str, Any] = Field(default_factory=dict)
 
 
-class K2museAdapter(SourceAdapter):
+class K2museAdapter(SourceAdapter[K2museOptions]):
     name = "k2muse"
     options_model = K2museOptions
+    emg_kinds = frozenset({"raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = K2museOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: K2museOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         url = spec.url
-        if spec.emg_kind != "raw":
-            raise SourceError(url, f"emg_kind {spec.emg_kind!r}: OriginalData holds raw EMG")
         population = _population(spec.subject, options.layout.populations, url)
         data = load_mat(files.local_path(url), url, variables=["OriginalData", "NormalizedData"])
         original = field(data, "OriginalData", url, why="continuous signals")
@@ -218,6 +219,11 @@ class _Trial:
     def fail(self, problem: str) -> SourceError:
         return SourceError(self.url, f"{self.where}: {problem}")
 
+    def _emg_map(self) -> EmgMap:
+        if self.options.emg is None:
+            raise self.fail("the catalogue entry has no emg map")
+        return self.options.emg
+
     # --- joint angles and moments ----------------------------------------------------
 
     def _raw_labels(self, datatype: str, spec: JointMap) -> dict[Side, dict[str, np.ndarray]]:
@@ -289,7 +295,7 @@ class _Trial:
         """1 or 0: the frame base under which the event frames reproduce rsGaitData."""
         configured = self.options.events.get("index_base")
         group = self.normalized.get("Angles")
-        errors = {0: [], 1: []}
+        errors: dict[int, list[float]] = {0: [], 1: []}
         for side, arrays in angles.items():
             if side not in events:
                 continue
@@ -317,7 +323,7 @@ class _Trial:
             self.notes.append(f"{self.where}: event frame base {configured} not verified")
             return float(configured)
         rms = {base: float(np.sqrt(np.nanmean(e))) for base, e in errors.items()}
-        best = min(rms, key=rms.get)
+        best = min(rms, key=rms.__getitem__)
         other = rms[1 - best]
         if not (rms[best] <= _MAX_ALIGNMENT_RMS_DEG and rms[best] < 0.5 * other):
             raise self.fail(
@@ -366,7 +372,7 @@ class _Trial:
             )
         self._check_blocks(emg, events, base, ratio)
         factor, unit = self._emg_units(emg[:, active])
-        spec = self.options.emg
+        spec = self._emg_map()
         data = {}
         for side in self.options.sides:
             first, _ = blocks[side]
@@ -411,7 +417,7 @@ class _Trial:
                 )
 
     def _emg_units(self, emg: np.ndarray) -> tuple[float, str]:
-        unit = self.options.emg.units
+        unit = self._emg_map().units
         if unit:
             try:
                 return emg_factor(unit), unit
@@ -431,6 +437,7 @@ class _Trial:
 
     def _moment_factor(self, raw: dict[Side, np.ndarray], windows: dict) -> float:
         spec = self.options.kinetics
+        assert spec is not None  # moments are read only with a kinetics map
         inside = []
         for side, moments in raw.items():
             rows = np.arange(moments.shape[0]) / self.kin_hz
@@ -484,11 +491,11 @@ class _Trial:
 
         kinematics = (
             self._canonical(angles_raw, kin_spec, angle_factor(kin_spec.units or "deg"))
-            if angles_raw
+            if kin_spec is not None and angles_raw
             else {}
         )
         kinetics = {}
-        if moments_raw:
+        if mom_spec is not None and moments_raw:
             signed = self._canonical(moments_raw, mom_spec, 1.0)
             factor = self._moment_factor(signed, windows)
             kinetics = {side: m * factor for side, m in signed.items()}

@@ -82,17 +82,26 @@ class LencioniOptions(DatasetOptions):
 
 
 class _Entry:
-    def __init__(self, index: int, task: str, ang: np.ndarray, mom: np.ndarray, emg: np.ndarray):
+    def __init__(
+        self,
+        index: int,
+        task: str,
+        ang: np.ndarray,
+        mom: np.ndarray | None,
+        emg: np.ndarray | None,
+    ) -> None:
         self.index, self.task = index, task
         self.ang, self.mom, self.emg = ang, mom, emg  # (rows, P), (rows, P), (N, channels)
 
 
-class LencioniAdapter(SourceAdapter):
+class LencioniAdapter(SourceAdapter[LencioniOptions]):
     name = "lencioni"
     options_model = LencioniOptions
+    emg_kinds = frozenset({"envelope", "raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options: LencioniOptions = LencioniOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: LencioniOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         url, layout = spec.url, options.layout
         data = load_mat(files.local_path(url), url, variables=[layout.variable])
         s = field(data, layout.variable, url, why="the subject struct")
@@ -137,8 +146,8 @@ class LencioniAdapter(SourceAdapter):
             e.index: _joints(e.ang, options.kinematics, side, kin_factor) for e in entries
         }
         kinetics = {e.index: _joints(e.mom, options.kinetics, side, mom_factor) for e in entries}
-        ref_kin = [kinematics[e.index] for e in reference if kinematics[e.index] is not None]
-        ref_mom = [kinetics[e.index] for e in reference if kinetics[e.index] is not None]
+        ref_kin = [k for e in reference if (k := kinematics[e.index]) is not None]
+        ref_mom = [m for e in reference if (m := kinetics[e.index]) is not None]
         if not reference:
             notes.append(f"no {layout.reference_tasks} cycles: shape checks only")
         if ref_kin:
@@ -155,6 +164,7 @@ class LencioniAdapter(SourceAdapter):
 
         recordings = []
         for entry in entries:
+            assert entry.emg is not None  # read with the EMG map the entry must have
             # Whole milliseconds, rounded down (the EMG still covers the stride): the toolkit's
             # 1 kHz resampling drops a stride's last fractional millisecond, and a stride that
             # ends inside it gets no EMG at all (mask False). Exact when EMGFeq is 1000 Hz.
@@ -266,7 +276,8 @@ def _entry(
 
 
 def _min_rows(joints: JointMap | None) -> int:
-    rows = [int(r) for j in (joints.columns or {}).values() for p in j.values() for r in p.values()]
+    columns = (joints.columns if joints else None) or {}
+    rows = [int(r) for j in columns.values() for p in j.values() for r in p.values()]
     return max(rows) + 1 if rows else 0
 
 
@@ -294,6 +305,7 @@ def _joints(
 
 def _muscles(emg: np.ndarray, order: list[str], options: LencioniOptions, side: Side) -> np.ndarray:
     """(N, 13) in canonical muscle order; unlisted muscles NaN."""
+    assert options.emg is not None  # read refuses an entry without an EMG map
     out = np.full((emg.shape[0], len(MUSCLES)), np.nan)
     for muscle, names in options.emg.names(side).items():
         picks = [emg[:, order.index(name)] for name in names if name in order]

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from builder.conventions import Side
 from builder.datasets.miniatures import miniature
 from builder.synthetic.files import matlab_header, struct_array, write_mat
-from builder.synthetic.gait_model import SubjectParams, simulate_trial
+from builder.synthetic.gait_model import SimulatedTrial, SubjectParams, simulate_trial
 from builder.synthetic.simulation import analog_times, recorded_heel_strikes, resample
 
 POINTS = 101
@@ -56,7 +57,7 @@ _TASKS: dict[str, tuple[str, float, float, float, int]] = {
     "StepDown": ("ramp_descent", 0.8, 15.0, 0.0, 1),
 }
 # (file stem, age, mass kg, height m, preferred speed m/s, dominant side)
-SUBJECTS = (
+SUBJECTS: tuple[tuple[str, float, float, float, float, Side], ...] = (
     ("S01", 35.0, 74.0, 1.77, 1.25, "R"),
     ("S02", 9.0, 30.0, 1.33, 1.05, "L"),
     ("S03", 61.0, 68.0, 1.68, 1.15, "R"),
@@ -100,7 +101,9 @@ def write(folder: Path) -> dict[str, Any]:
     return facts
 
 
-def _entry(task: str, trial, side: str, k: int, ankle_shift: float) -> dict[str, Any]:
+def _entry(
+    task: str, trial: SimulatedTrial, side: Side, k: int, ankle_shift: float
+) -> dict[str, Any]:
     times = trial.times()
     hs = recorded_heel_strikes(trial, side)
     start, stop = hs[k], hs[k + 1]

@@ -52,12 +52,14 @@ from builder.records import TrialRecording, TrialSpec
 _INCLINE_TOKEN = re.compile(r"(?<![a-z])([id])(\d+(?:x\d+)?)(?![0-9x])")
 
 
-class MacalusoAdapter(SourceAdapter):
+class MacalusoAdapter(SourceAdapter[GreggLabOptions]):
     name = "macaluso"
     options_model = GreggLabOptions
+    emg_kinds = frozenset({"envelope"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = GreggLabOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: GreggLabOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         data = load_mat(files.local_path(spec.url), spec.url)
         subject, notes = _subject(data, spec.url)
         groups: dict[str, int] = options.layout.get("groups") or {}

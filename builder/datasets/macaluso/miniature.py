@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from builder.conventions import SIDES
+from builder.conventions import SIDES, Side
 from builder.datasets.embry.miniature import EMG_CHANNELS, SIDE_WORDS, gregg_components
 from builder.datasets.miniatures import miniature
 from builder.synthetic import gait_model as gm
@@ -113,7 +113,7 @@ def write(folder: Path) -> dict[str, Any]:
     return facts
 
 
-def truth(subject_id: str, group: str, trial: str) -> dict[str, StrideSet]:
+def truth(subject_id: str, group: str, trial: str) -> dict[Side, StrideSet]:
     """The simulated strides of one trial (canonical conventions; the file holds the first
     ``strides`` of each side)."""
     height, mass, seed, groups = SUBJECTS[subject_id]
@@ -131,7 +131,7 @@ def truth(subject_id: str, group: str, trial: str) -> dict[str, StrideSet]:
 
 
 def _trial(
-    strides: dict[str, StrideSet], counts: dict[str, int], key: tuple[str, str, str]
+    strides: dict[Side, StrideSet], counts: dict[str, int], key: tuple[str, str, str]
 ) -> dict[str, Any]:
     """One trial struct; arrays are points x strides."""
     emg: dict[str, Any] = {}

@@ -67,7 +67,7 @@ from builder.datasets.options import DatasetOptions, JointMap
 from builder.datasets.segments import cycle_sides
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.formats.matlab import field, load_mat
+from builder.formats.matlab import CycleTable, field, load_mat
 from builder.processing.checks import (
     check_emg_kind,
     check_swing_knee_flexion,
@@ -108,7 +108,7 @@ class StructEvents(AdapterOptions):
     durations_from: Literal["velocities", "field", "fixed"]
     velocities: str | None = None
     durations_field: str | None = None
-    stride_duration_s: float | None = Field(None, gt=0)
+    stride_duration_s: float | None = Field(default=None, gt=0)
     grf_check: GrfCheck | None = None
 
     @model_validator(mode="after")
@@ -144,12 +144,14 @@ class MatlabStructOptions(DatasetOptions):
 # --- the adapter ------------------------------------------------------------------------------
 
 
-class MatlabStructAdapter(SourceAdapter):
+class MatlabStructAdapter(SourceAdapter[MatlabStructOptions]):
     name = "matlab_struct"
     options_model = MatlabStructOptions
+    emg_kinds = frozenset({"envelope", "raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = MatlabStructOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: MatlabStructOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         data = load_mat(files.local_path(spec.url), spec.url)
         root = field(data, options.layout.root, spec.url) if options.layout.root else data
         subjects_node = field(root, options.layout.subjects_from, spec.url, why="subjects")
@@ -161,43 +163,9 @@ class MatlabStructAdapter(SourceAdapter):
         return recordings
 
 
-class _Table:
-    """One (points, channels, cycles) container with its channel names."""
-
-    def __init__(self, root: Any, path: str, layout: StructLayout, url: str) -> None:
-        node = field(root, path, url)
-        self.path, self.url = path, url
-        raw_names = field(node, layout.names_field, url, why="channel names")
-        self.names = [raw_names] if isinstance(raw_names, str) else [str(n) for n in raw_names]
-        array = np.asarray(field(node, layout.data_field, url), dtype=float)
-        n = len(self.names)
-        if array.ndim == 1:
-            array = array[:, None, None]
-        elif array.ndim == 2:
-            array = array[:, :, None] if array.shape[1] == n else array[:, None, :]
-        if array.ndim != 3 or array.shape[1] != n:
-            raise SourceError(
-                url,
-                f"{path}.{layout.data_field} has shape {array.shape}, expected (points, "
-                f"{n} channels, cycles)",
-            )
-        self.data = array
-
-    @property
-    def n_points(self) -> int:
-        return int(self.data.shape[0])
-
-    @property
-    def n_cycles(self) -> int:
-        return int(self.data.shape[2])
-
-    def column(self, name: str, why: str) -> np.ndarray:
-        """(cycles, points) of channel ``name``."""
-        if name not in self.names:
-            raise SourceError(
-                self.url, f"{self.path}: no channel {name!r} ({why}); found {self.names}"
-            )
-        return self.data[:, self.names.index(name), :].T
+def _table(root: Any, path: str, layout: StructLayout, url: str) -> CycleTable:
+    """The container at ``path`` with the layout's data and names fields."""
+    return CycleTable(root, path, url, data_field=layout.data_field, names_field=layout.names_field)
 
 
 def _subject(
@@ -205,13 +173,17 @@ def _subject(
 ) -> list[TrialRecording]:
     url, layout = spec.url, options.layout
 
-    def table(path: str) -> _Table:
-        return _Table(root, path.format(subject=subject), layout, url)
+    def table(path: str | None) -> CycleTable:  # set wherever used (MatlabStructOptions)
+        return _table(root, str(path).format(subject=subject), layout, url)
 
     kin_table = table(options.kinematics.container) if options.kinematics else None
     mom_table = table(options.kinetics.container) if options.kinetics else None
     emg_table = table(options.emg.container) if options.emg else None
-    tables = {"kinematics": kin_table, "kinetics": mom_table, "emg": emg_table}
+    tables: dict[Literal["emg", "kinematics", "kinetics"], CycleTable | None] = {
+        "kinematics": kin_table,
+        "kinetics": mom_table,
+        "emg": emg_table,
+    }
     present = {k: t for k, t in tables.items() if t is not None}
     if not present:
         raise SourceError(url, "no kinematics, kinetics or EMG container configured")
@@ -279,7 +251,7 @@ def _subject(
 
 
 def _joints(
-    table: _Table | None,
+    table: CycleTable | None,
     joints: JointMap | None,
     side: Side,
     what: str,
@@ -319,7 +291,7 @@ def _body_mass(joints: JointMap, root: Any, subject: str, url: str) -> float | N
 
 
 def _emg(
-    table: _Table | None, options: MatlabStructOptions, side: Side, spec: TrialSpec
+    table: CycleTable | None, options: MatlabStructOptions, side: Side, spec: TrialSpec
 ) -> np.ndarray | None:
     if table is None or options.emg is None:
         return None
@@ -341,19 +313,19 @@ def _emg(
 
 
 def _durations(
-    root: Any, subject: str, kin_table: _Table | None, options: MatlabStructOptions, url: str
+    root: Any, subject: str, kin_table: CycleTable | None, options: MatlabStructOptions, url: str
 ) -> np.ndarray:
     events = options.events
     if events.durations_from == "fixed":
         n = _n_cycles(root, subject, options, url)
-        return np.full(n, float(events.stride_duration_s))
+        return np.full(n, events.stride_duration_s, dtype=float)  # set (StructEvents)
     if events.durations_from == "field":
         path = str(events.durations_field).format(subject=subject)
         return np.atleast_1d(np.asarray(field(root, path, url), dtype=float)).ravel()
     # velocities: dq/dt = (dq/dphase) / T, per cycle, over the mapped kinematic channels.
     if kin_table is None or options.kinematics is None:
         raise SourceError(url, "durations_from velocities needs the kinematics container")
-    velocities = _Table(root, str(events.velocities).format(subject=subject), options.layout, url)
+    velocities = _table(root, str(events.velocities).format(subject=subject), options.layout, url)
     names = [
         str(n)
         for side in options.sides
@@ -387,7 +359,7 @@ def _n_cycles(root: Any, subject: str, options: MatlabStructOptions, url: str) -
     for part in (options.kinematics, options.kinetics, options.emg):
         if part is not None:
             path = str(part.container).format(subject=subject)
-            return _Table(root, path, options.layout, url).n_cycles
+            return _table(root, path, options.layout, url).n_cycles
     raise SourceError(url, "no container configured")
 
 
@@ -397,14 +369,14 @@ def _speeds(
     speed = options.layout.speed_from
     if speed is None:
         return None
-    table = _Table(root, speed.container.format(subject=subject), options.layout, url)
+    table = _table(root, speed.container.format(subject=subject), options.layout, url)
     values = table.column(speed.column, "speed")
     if values.shape[0] != n_cycles:
         raise SourceError(url, f"{table.path}: {values.shape[0]} cycles, expected {n_cycles}")
     return np.nanmean(values, axis=1)
 
 
-def _check_grf(table: _Table, check: GrfCheck, url: str) -> None:
+def _check_grf(table: CycleTable, check: GrfCheck, url: str) -> None:
     vertical = table.column(check.vertical, "GRF check")
     peak = np.nanmax(np.abs(vertical), axis=1)
     loaded = phase_mean(np.abs(vertical) / peak[:, None], 0.05, 0.15)

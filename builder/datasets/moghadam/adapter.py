@@ -97,15 +97,18 @@ class MoghadamLayout(AdapterOptions):
     activity_from: str = "path"
 
 
+_DETECTORS: tuple[Literal["kinematics"], ...] = ("kinematics",)  # heel strikes from the angles
+
+
 class MoghadamEvents(AdapterOptions):
     kind: Literal["none"] = "none"
-    detect: list[Literal["kinematics"]] = Field(default_factory=lambda: ["kinematics"])
+    detect: list[Literal["kinematics"]] = Field(default_factory=lambda: list(_DETECTORS))
     imu: dict[str, str] = Field(default_factory=dict)  # documented, deliberately unused
     # A stride was on a force plate when its ankle moment peaks in stance (the first
     # ``stance_fraction`` of the cycle) at least ``loaded_ratio`` × its swing peak: without a
     # ground reaction inverse dynamics sees only the foot's inertia, as in swing. Unit-free.
-    loaded_ratio: float = Field(3.0, gt=1)
-    stance_fraction: float = Field(0.65, gt=0, lt=1)
+    loaded_ratio: float = Field(default=3.0, gt=1)
+    stance_fraction: float = Field(default=0.65, gt=0, lt=1)
 
 
 class MoghadamOptions(DatasetOptions):
@@ -120,12 +123,14 @@ _TIME_JITTER = 0.02
 _RATE_TOLERANCE = 0.02
 
 
-class MoghadamAdapter(SourceAdapter):
+class MoghadamAdapter(SourceAdapter[MoghadamOptions]):
     name = "moghadam"
     options_model = MoghadamOptions
+    emg_kinds = frozenset({"raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = MoghadamOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: MoghadamOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         if options.emg is None or options.kinematics is None:
             raise SourceError(spec.url, "catalogue entry needs emg and kinematics maps")
         notes: list[str] = []

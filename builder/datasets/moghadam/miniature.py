@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from builder.conventions import SIDES, Side
 from builder.datasets.miniatures import miniature
 from builder.synthetic.gait_model import SubjectParams, simulate_trial
 
@@ -97,7 +98,7 @@ WINDOWS = {"1": (0.40, 2.75), "2": (0.40, 3.25)}
 # The EMG file runs from t = 0 to this many cycles after the window.
 EMG_AFTER = 0.15
 # The stride that was not on a force plate: (subject, trial, side, cycle index), left phase.
-OFF_PLATE = ("P2", "2", "L", 2)
+OFF_PLATE: tuple[str, str, Side, int] = ("P2", "2", "L", 2)
 _COORDS = (
     "pelvis_tilt",
     "pelvis_list",
@@ -175,7 +176,7 @@ def _write_trial(folder: Path, subject: SubjectParams, trial: str, seed: int) ->
     time = np.arange(sim.n_frames) / POINT_RATE_HZ
 
     mass = subject.mass_kg
-    moments = {side: sim.kinetics[side] * mass for side in "LR"}
+    moments: dict[str, np.ndarray] = {side: sim.kinetics[side] * mass for side in SIDES}
     subject_id = subject.subject_id
     if (subject_id, trial) == OFF_PLATE[:2]:
         side, cycle = OFF_PLATE[2], OFF_PLATE[3]
@@ -202,9 +203,9 @@ def _write_trial(folder: Path, subject: SubjectParams, trial: str, seed: int) ->
             for t in sim.heel_strikes[side]
             if start + 0.27 <= np.interp(t, time, phase) <= end - 0.1
         ]
-        for side in "LR"
+        for side in SIDES
     }
-    loaded = {side: max(len(seen[side]) - 1, 0) for side in "LR"}
+    loaded = {side: max(len(seen[side]) - 1, 0) for side in SIDES}
     if (subject_id, trial) == OFF_PLATE[:2]:
         loaded[OFF_PLATE[2]] -= 1
     return {

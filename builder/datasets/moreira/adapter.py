@@ -45,7 +45,7 @@ from pydantic import Field
 from builder.conventions import Side, angle_factor
 from builder.datasets.base import AdapterOptions, SourceAdapter
 from builder.datasets.mapping import joint_array, muscle_matrix
-from builder.datasets.options import DatasetOptions, EmgMap, JointMap
+from builder.datasets.options import DatasetOptions, EmgMap, JointMap, per_side
 from builder.datasets.segments import cycle_sides
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
@@ -62,6 +62,12 @@ from builder.processing.checks import (
 )
 from builder.records import SideRecording, TrialRecording, TrialSpec
 
+# The rates.points_per_stride entry each table's rows are checked against.
+_POINTS_OF: dict[str, Literal["emg", "kinematics"]] = {
+    "kinematics": "kinematics",
+    "kinetics": "kinematics",
+    "emg": "emg",
+}
 # Largest share of negative samples an envelope may show (interpolation undershoot).
 _ENVELOPE_NEGATIVE = 0.005
 
@@ -70,7 +76,7 @@ class MoreiraLayout(AdapterOptions):
     format: Literal["mat-table", "ascii"]
     per_file: str = ""
     inside: str | None = None
-    side_containers: dict[Side, str] = Field(default_factory=lambda: {"L": "L", "R": "R"})
+    side_containers: dict[Side, str] = Field(default_factory=per_side("L", "R"))
     activity_from: str = "path"
     speed_codes: dict[str, float]  # in-file / folder tokens -> m/s
     subject_variable: str = "Subject{n}_pro"  # {n}: the number of Participant<n>
@@ -81,14 +87,14 @@ class MoreiraLayout(AdapterOptions):
 
 class MoreiraEvents(AdapterOptions):
     kind: Literal["pre_segmented"] = "pre_segmented"
-    strides_per_trial: int = Field(2, ge=1)
+    strides_per_trial: int = Field(default=2, ge=1)
     durations_from: str = "Stride_Time"
     duration_column: str = "St{k}_Time"
 
 
 class MoreiraOptions(DatasetOptions):
-    layout: MoreiraLayout  # type: ignore[assignment]
-    events: MoreiraEvents  # type: ignore[assignment]
+    layout: MoreiraLayout
+    events: MoreiraEvents
 
 
 Table = tuple[str, pd.DataFrame]  # (trial name, table)
@@ -107,12 +113,14 @@ class _Leg:
     emg: np.ndarray  # (N, P, 13) envelopes
 
 
-class MoreiraAdapter(SourceAdapter):
+class MoreiraAdapter(SourceAdapter[MoreiraOptions]):
     name = "moreira"
     options_model = MoreiraOptions
+    emg_kinds = frozenset({"envelope"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = MoreiraOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: MoreiraOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         if options.emg is None or options.emg.container is None:
             raise SourceError(spec.url, "catalogue: emg.container (the envelope) is required")
         if options.kinematics is None or options.kinematics.container is None:
@@ -249,15 +257,16 @@ def _legs(
     durations = _durations(timing, len(names), options, url, f"{code}.{side}")
     points = options.rates.points_per_stride
     kinematics, kinetics, emg = options.kinematics, options.kinetics, options.emg
-    assert kinematics is not None and emg is not None  # checked in read_trial
+    assert kinematics is not None and emg is not None  # checked in read
     legs = []
     for i, name in enumerate(names):
-        tables = {role: tables[i][1] for role, tables in cells.items()}
-        strides = _strides_present(tables["kinematics"], options)
+        trial = {role: tables[i][1] for role, tables in cells.items()}
+        strides = _strides_present(trial["kinematics"], options)
         if not strides:
             raise SourceError(url, f"{code}.{side}.{name}: no St<k>_ columns in the angles")
-        for role, table in tables.items():
-            expected = points.get("kinematics" if role == "kinetics" else role)
+        for role, table in trial.items():
+            stream = _POINTS_OF.get(role)
+            expected = points.get(stream) if stream else None
             if expected and len(table) != expected:
                 raise SourceError(
                     url,
@@ -279,12 +288,12 @@ def _legs(
                 trial=name,
                 durations=lasting,
                 kinematics=_joints(
-                    tables["kinematics"], kinematics, strides, options, url, angle_units
+                    trial["kinematics"], kinematics, strides, options, url, angle_units
                 ),
                 kinetics=None
                 if kinetics is None
-                else _joints(tables["kinetics"], kinetics, strides, options, url, 1.0),
-                emg=_envelope(tables["emg"], emg, side, strides, options, url),
+                else _joints(trial["kinetics"], kinetics, strides, options, url, 1.0),
+                emg=_envelope(trial["emg"], emg, side, strides, options, url),
             )
         )
     return legs

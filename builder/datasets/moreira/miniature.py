@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import signal
 
-from builder.conventions import JOINTS, PLANES
+from builder.conventions import JOINTS, PLANES, Side
 from builder.datasets.miniatures import miniature
 from builder.synthetic import gait_model as gm
 from builder.synthetic.files import cell, matlab_header, write_mat
@@ -79,7 +79,7 @@ PARTICIPANTS = (
 
 
 def _stride_tables(
-    sim: gm.SimulatedTrial, side: str, strides: list[int], mass: float, rng: np.random.Generator
+    sim: gm.SimulatedTrial, side: Side, strides: list[int], mass: float, rng: np.random.Generator
 ) -> dict[str, Any]:
     """The feature tables of one trial of one leg (strides: indices into its heel strikes)."""
     t = sim.times()
@@ -176,7 +176,8 @@ def _participant_tables(p: Participant) -> dict[str, dict[str, list[tuple[str, d
         per_side: dict[str, list[tuple[str, dict[str, Any]]]] = {"R": [], "L": []}
         next_stride = {"R": 1, "L": 1}
         for trial, n_right, n_left in speed.trials:
-            for side, count in (("R", n_right), ("L", n_left)):
+            counts: tuple[tuple[Side, int], ...] = (("R", n_right), ("L", n_left))
+            for side, count in counts:
                 strides = list(range(next_stride[side], next_stride[side] + count))
                 next_stride[side] += 2
                 per_side[side].append((trial, _stride_tables(sim, side, strides, p.mass_kg, rng)))

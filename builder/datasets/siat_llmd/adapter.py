@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,13 +47,12 @@ from pydantic import Field
 
 from builder.conventions import ANGLE_UNITS, JOINTS, MOMENT_UNITS, PLANES, Side, angle_factor
 from builder.datasets.base import AdapterOptions, SourceAdapter
+from builder.datasets.columns import emg_matrix, joint_matrix
 from builder.datasets.options import DatasetOptions, JointMap
 from builder.datasets.segments import CROP_MARGIN_S, crop
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
 from builder.formats.tables import (
-    emg_matrix,
-    joint_matrix,
     numeric,
     rate_from_times,
     read_table,
@@ -101,18 +101,21 @@ class SiatEvents(AdapterOptions):
 
 
 class SiatOptions(DatasetOptions):
-    events: SiatEvents  # type: ignore[assignment]
+    layout: dict[str, Any] = Field(default_factory=dict)
+    events: SiatEvents
 
 
 Strides = dict[Side, list[tuple[int, np.ndarray]]]  # side -> [(group, heel-strike times)]
 
 
-class SiatLlmdAdapter(SourceAdapter):
+class SiatLlmdAdapter(SourceAdapter[SiatOptions]):
     name = "siat_llmd"
     options_model = SiatOptions
+    emg_kinds = frozenset({"raw"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options = SiatOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: SiatOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         events, url = options.events, spec.url
         name = posixpath.basename(url).removesuffix("_Data.csv")
         movement = name.rpartition("_")[2]
@@ -129,10 +132,11 @@ class SiatLlmdAdapter(SourceAdapter):
         if label_times.size != times.size or not np.allclose(
             label_times, times, atol=0.5 / rate, rtol=0
         ):
+            # Either file may be the broken one (truncated, another trial's): name both.
             raise SourceError(
-                label_url,
-                "[F/C] the label file does not share the data file's time base "
-                f"({label_times.size} rows vs {times.size})",
+                url,
+                f"[F/C] its label file {label_url} does not share its time base "
+                f"({label_times.size} label rows vs {times.size} data rows)",
             )
 
         status = numeric(labels, events.status_column, label_url)

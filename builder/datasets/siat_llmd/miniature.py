@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from builder.conventions import JOINTS, PLANES
+from builder.conventions import JOINTS, PLANES, SIDES, Side
 from builder.datasets.miniatures import miniature
 from builder.synthetic import gait_model as gm
 from builder.synthetic.emg_model import synthesize_emg
@@ -75,7 +75,7 @@ class Trial:
     incline_deg: float
     # (group, side, number of cycles), in time order: a group's cycles are consecutive and
     # start at the leg's first heel strike after the previous group ends (no overlap).
-    groups: tuple[tuple[int, str, int], ...]
+    groups: tuple[tuple[int, Side, int], ...]
     seed: int
 
 
@@ -93,7 +93,7 @@ NON_GAIT = (("Sub01", "STDUP", 1920.0, 0.45),)  # (subject, movement, rate, seco
 
 
 def _phase_bounds(
-    trial: gm.SimulatedTrial, side: str, hs: float, next_hs: float, n_phases: int
+    trial: gm.SimulatedTrial, side: Side, hs: float, next_hs: float, n_phases: int
 ) -> list[float]:
     """Times at which phases 2..n start within one cycle (from the knee curve and toe off)."""
     t = trial.times()
@@ -169,11 +169,11 @@ def _gait_trial(folder: Path, spec: Trial) -> dict[str, list[float]]:
     index = np.flatnonzero(keep)
     t = (index - index[0]) / spec.rate_hz
 
-    kin = {s: sim.kinematics[s][index] for s in "LR"}
-    mom = {s: sim.kinetics[s][index] for s in "LR"}
+    kin = {s: sim.kinematics[s][index] for s in SIDES}
+    mom = {s: sim.kinetics[s][index] for s in SIDES}
     columns = [t]
     for data in (kin, mom):
-        for s in "LR":
+        for s in SIDES:
             for j, p in JOINT_COLUMNS:
                 columns.append(data[s][:, JOINTS.index(j), PLANES.index(p)])
     rng = np.random.default_rng(spec.seed + 1000)

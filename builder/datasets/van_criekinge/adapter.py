@@ -68,6 +68,7 @@ _HIP, _ANKLE = JOINTS.index("hip"), JOINTS.index("ankle")
 _ADD, _FLEX = PLANES.index("adduction"), PLANES.index("flexion")
 MIN_FRONTAL_CONTRAST_DEG = 2.0
 STROKE = "stroke"
+_LEG_TOKENS: dict[str, Side] = {"L": "L", "R": "R"}  # event tokens that name a leg as such
 
 
 class VanCriekingeLayout(AdapterOptions):
@@ -94,7 +95,7 @@ class VanCriekingeEvents(AdapterOptions):
     toe_off: str | None = "{side}_TOnorm"
     trial: str | None = "{side}_Trial"
     good_force_plate: str | None = "{side}_GoodForcePlateLanding"
-    index_rate_hz: float = Field(100.0, gt=0)
+    index_rate_hz: float = Field(default=100.0, gt=0)
 
 
 class VanCriekingeOptions(DatasetOptions):
@@ -129,12 +130,14 @@ class _File:
     emg_points: set[int] = dc_field(default_factory=set)
 
 
-class VanCriekingeAdapter(SourceAdapter):
+class VanCriekingeAdapter(SourceAdapter[VanCriekingeOptions]):
     name = "van_criekinge"
     options_model = VanCriekingeOptions
+    emg_kinds = frozenset({"envelope"})
 
-    def read_trial(self, spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
-        options: VanCriekingeOptions = VanCriekingeOptions.of(spec)
+    def read(
+        self, spec: TrialSpec, options: VanCriekingeOptions, files: FileAccess
+    ) -> list[TrialRecording]:
         url, layout = spec.url, options.layout
         population = layout.population_map.get(spec.population)
         if population is None:
@@ -203,7 +206,7 @@ def _side_map(
     """Event token -> (L/R, condition suffix) for the subject's legs; None if unknowable."""
     tokens = options.layout.side_containers[population]
     if population != STROKE:
-        return {token: (token, "") for token in tokens if token in ("L", "R")}
+        return {token: (_LEG_TOKENS[token], "") for token in tokens if token in _LEG_TOKENS}
     info = subject.get(options.layout.subject_info)
     value = info.get(options.layout.paretic_side_field) if isinstance(info, dict) else None
     paretic = _side_token(value)
@@ -324,11 +327,13 @@ def _population(subject: dict, population: str, options: VanCriekingeOptions) ->
         return STROKE
     info = subject.get(options.layout.subject_info)
     age = info.get(options.layout.age_field) if isinstance(info, dict) else None
+    if age is None:
+        return population
     try:
-        age = float(age)
+        years = float(age)
     except (TypeError, ValueError):
         return population
-    return "older_adults" if age >= options.layout.older_adult_age else population
+    return "older_adults" if years >= options.layout.older_adult_age else population
 
 
 def _strides(value: Any, points: int | None, what: str, url: str) -> np.ndarray | None:
@@ -442,7 +447,7 @@ def _emg(
     shapes = {m: v.shape for m, v in columns.items()}
     if len(set(shapes.values())) != 1:
         raise _LegProblem(f"EMG arrays differ in shape {shapes}")
-    out = np.full((next(iter(shapes.values()))[0], points, len(MUSCLES)), np.nan)
+    out = np.full((*next(iter(shapes.values())), len(MUSCLES)), np.nan)  # (strides, points, 13)
     for muscle, values in columns.items():
         out[:, :, MUSCLES.index(muscle)] = values
     return out
@@ -457,7 +462,11 @@ def _check_file(found: _File, options: VanCriekingeOptions, spec: TrialSpec) -> 
         return
     expected = options.rates.points_per_stride
     kin_points = {leg.kinematics.shape[1] for leg in found.legs}
-    for stream, points in (("kinematics", kin_points), ("emg", found.emg_points)):
+    streams: list[tuple[Literal["kinematics", "emg"], set[int]]] = [
+        ("kinematics", kin_points),
+        ("emg", found.emg_points),
+    ]
+    for stream, points in streams:
         want = expected.get(stream)
         if want is not None and points and points != {want}:
             raise SourceError(
@@ -481,9 +490,15 @@ def _check_file(found: _File, options: VanCriekingeOptions, spec: TrialSpec) -> 
 
 def _check_axes(legs: list[_Leg], options: VanCriekingeOptions, url: str) -> None:
     """Which hip component is frontal: stance-minus-swing contrast of each, pooled."""
-    axes = (options.kinematics.axes or {}) if options.kinematics else {}
+    joints = options.kinematics
+    axes = (joints.axes or {}) if joints else {}
     frontal, transverse = axes.get("adduction"), axes.get("rotation")
-    if {frontal, transverse} != {"y", "z"}:
+    if (
+        joints is None
+        or frontal is None
+        or transverse is None
+        or {frontal, transverse} != {"y", "z"}
+    ):
         return  # the check is about the y/z conflict only
     contrast = {}
     for component in ("y", "z"):
@@ -491,7 +506,7 @@ def _check_axes(legs: list[_Leg], options: VanCriekingeOptions, url: str) -> Non
         if not values:
             return
         contrast[component] = float(np.nanmean(values))
-    sign = options.kinematics.sign_of("hip", "adduction")
+    sign = joints.sign_of("hip", "adduction")
     mapped, other = sign * contrast[frontal], contrast[transverse]
     ratio_ok = abs(mapped) >= 2 * abs(other)
     detail = (
@@ -570,14 +585,14 @@ def _recordings(found: _File, spec: TrialSpec) -> list[TrialRecording]:
             )
             notes = ()
     # Subjects left out entirely still report why (an empty recording carries the notes).
-    for sid, notes in pending.items():
-        if notes:
+    for sid, left_out in pending.items():
+        if left_out:
             recordings.append(
                 TrialRecording(
                     sides=(),
                     emg_kind=spec.emg_kind,
                     event_source="pre_segmented",
-                    notes=tuple(notes),
+                    notes=tuple(left_out),
                     meta={"subject": sid},
                 )
             )

@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from builder.conventions import Side
 from builder.datasets.miniatures import miniature
 from builder.synthetic.files import matlab_header, struct_array, write_mat
-from builder.synthetic.gait_model import SubjectParams, simulate_trial
+from builder.synthetic.gait_model import SimulatedTrial, SubjectParams, simulate_trial
 from builder.synthetic.simulation import analog_times, recorded_heel_strikes, resample
 
 FILES = {
@@ -55,13 +56,14 @@ _EMG_SOURCE = {
 _JOINTS = {"Hip": 0, "Knee": 1, "Ankle": 2}
 _AXES = {"x": 2, "y": 0, "z": 1}  # PiG component -> canonical plane index (flex, add, rot)
 
+_Plates = dict[str, tuple[int, ...]]  # side token -> whether each stride's plate is good
 # (id, age, weight kg, height m, speed m/s, strides per side, good plates per side, EMG?)
-_ABLE = (
+_ABLE: tuple[tuple[str, int, float, float, float, int, _Plates, bool], ...] = (
     ("AB01", 34, 72.0, 1.78, 1.3, 3, {"L": (0, 1, 0), "R": (1, 0, 0)}, True),
     ("AB02", 71, 64.0, 1.62, 1.1, 2, {"L": (1, 0), "R": (0, 1)}, False),
 )
 # (id, age, weight, height, speed, strides, good plates per P/N side, paretic side)
-_STROKE = (
+_STROKE: tuple[tuple[str, int, float, float, float, int, _Plates, Side], ...] = (
     ("PS01", 58, 80.0, 1.74, 0.7, 2, {"P": (1, 0), "N": (0, 1)}, "L"),
     ("PS02", 67, 68.0, 1.66, 0.6, 2, {"P": (0, 1), "N": (1, 0)}, "R"),
 )
@@ -79,7 +81,9 @@ def write(folder: Path) -> dict[str, Any]:
     ):
         for i, (sid, age, weight, height, speed, n, plates, last) in enumerate(rows):
             # the last column: able-bodied, whether EMG was recorded; stroke, the paretic side
-            extra = {"has_emg": last} if group == "AbleBodiedAdults" else {"paretic": last}
+            extra: dict[str, Any] = (
+                {"has_emg": last} if group == "AbleBodiedAdults" else {"paretic": last}
+            )
             subject, info = _subject(
                 sid,
                 age,
@@ -115,12 +119,12 @@ def _subject(
     height: float,
     speed: float,
     n_strides: int,
-    plates: dict[str, tuple[int, ...]],
+    plates: _Plates,
     *,
     seed: int,
     sides: tuple[str, str],
     has_emg: bool = True,
-    paretic: str | None = None,
+    paretic: Side | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     params = SubjectParams.generate(sid, height, weight, seed)
     trial = simulate_trial(
@@ -134,7 +138,7 @@ def _subject(
         analog_rate_hz=1000.0,
     )
     # Stroke: P/N sides are the simulated legs on the paretic / other side.
-    leg_of = {"L": "L", "R": "R"}
+    leg_of: dict[str, Side] = {"L": "L", "R": "R"}
     if paretic is not None:
         leg_of = {"P": paretic, "N": "R" if paretic == "L" else "L"}
     subject: dict[str, Any] = {}
@@ -165,7 +169,7 @@ def _subject(
 
 
 def _side(
-    trial, leg: str, n: int, good: np.ndarray, has_emg: bool, stiff_knee: bool
+    trial: SimulatedTrial, leg: Side, n: int, good: np.ndarray, has_emg: bool, stiff_knee: bool
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     t_point = trial.times()
     hs = recorded_heel_strikes(trial, leg)[: n + 1]

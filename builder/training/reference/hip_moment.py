@@ -48,6 +48,9 @@ RECEPTIVE_FIELD = 1 + (KERNEL - 1) * sum(DILATIONS)  # 127 samples = 1.27 s
 SCORED = 128  # samples scored per training crop (after a full window of history)
 FOLDS = 5
 _HIP = component_index("kinematics", "hip.flexion")
+# hip flexion of every stride (a mask) and of every sample of every stride (curves)
+_STRIDE_HIP: tuple[slice | int, ...] = (slice(None), *_HIP)
+_SAMPLE_HIP: tuple[slice | int, ...] = (slice(None), slice(None), *_HIP)
 
 
 @dataclass
@@ -70,8 +73,8 @@ class HipMoment:
         table = settings.source.table()
         masks = settings.source.masks()
         usable = (
-            masks["kinematics"][(slice(None), *_HIP)]
-            & masks["kinetics"][(slice(None), *_HIP)]
+            masks["kinematics"][_STRIDE_HIP]
+            & masks["kinetics"][_STRIDE_HIP]
             & np.isfinite(table["source_start_s"].to_numpy(float))
         )
         selected = settings.query.select(table, masks)
@@ -193,8 +196,8 @@ def _subject_series(
     """The subject's continuous segments long enough to score, re-timed at ``RATE_HZ``."""
     batch = read_strides(settings.source, np.sort(strides), ("kinematics", "kinetics"))
     row_of = {int(s): k for k, s in enumerate(batch["stride"])}
-    angle_all = batch["kinematics"][(slice(None), slice(None), *_HIP)].numpy().astype(float)
-    moment_all = batch["kinetics"][(slice(None), slice(None), *_HIP)].numpy().astype(float)
+    angle_all = batch["kinematics"][_SAMPLE_HIP].numpy().astype(float)
+    moment_all = batch["kinetics"][_SAMPLE_HIP].numpy().astype(float)
     series = []
     for segment in continuous_segments(table, strides):
         rows = [row_of[int(s)] for s in segment.strides]
