@@ -134,7 +134,6 @@ def bench_latency(store: Path, folder: Path) -> list[str]:
         settings = TrainSettings(
             StoreSource(str(store)),
             epochs=2,
-            progress=False,
             **(quick if name == "hip-moment" else {}),
         )
         run = train(name, settings, folder / name).checkpoint.parent

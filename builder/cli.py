@@ -26,6 +26,7 @@ from rich.table import Table
 from builder.errors import BuilderError
 from builder.pipeline.options import BuildOptions  # light: no Dask before a command runs
 from builder.training.names import MODEL_NAMES
+from builder.training.progress import EpochLoss  # light: no PyTorch
 
 _BUILD = BuildOptions()  # the library's defaults
 
@@ -399,21 +400,19 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from builder.pipeline.report import read_build_report
-    from builder.store.reader import (
-        last_build,
-        open_group,
-        pin_version,
-        stride_counts,
-        stride_table,
-    )
+    from builder.pipeline.report import parse_report
+    from builder.store.location import StoreLocation
+    from builder.store.reader import group_stride_table, stride_counts
 
     so = storage_options(args.storage_options)
-    url = pin_version(args.url, so)  # every figure below from one version
-    report = read_build_report(url, so)
-    counts = stride_counts(stride_table(url, so))
+    moving = StoreLocation(args.url, so)
+    location = StoreLocation(moving.pin(), so)  # every figure below from one version
+    url = location.url
+    report = parse_report(url, location.read_report())
+    store = location.open_group()
+    counts = stride_counts(group_stride_table(store))
     out = Console()
-    if status := last_build(args.url, so):
+    if status := moving.staging.last_build():
         out.print(
             f"[bold yellow]Note:[/] {escape(status)}. Shown below: version {report.version}, "
             f"built {report.created}.",
@@ -437,7 +436,7 @@ def _info(args: argparse.Namespace) -> int:
             end_section=True,
         )
     out.print(table)
-    attrs = open_group(url, so).attrs.asdict()
+    attrs = store.attrs.asdict()
     sources = cast(dict[str, dict[str, str]], attrs.get("datasets", {}))  # JSON, as written
     for dataset, source in sorted(sources.items()):
         out.print(
@@ -485,12 +484,13 @@ def _export_index(args: argparse.Namespace) -> int:
     import zarr
 
     from builder.store.index_hdf5 import write_stride_index
-    from builder.store.reader import open_group, pin_version, stride_table
+    from builder.store.location import StoreLocation
+    from builder.store.reader import group_stride_table
 
     so = storage_options(args.storage_options)
-    url = pin_version(args.url, so)
-    group = open_group(url, so)
-    table = stride_table(url, so)
+    location = StoreLocation(StoreLocation(args.url, so).pin(), so)
+    group = location.open_group()
+    table = group_stride_table(group)
     try:
         write_stride_index(
             args.to,
@@ -547,16 +547,50 @@ def _train(args: argparse.Namespace) -> int:
         source=StoreSource(args.store, storage_options(args.storage_options)),
         query=query,
         max_subjects=args.max_subjects,
-        progress=not args.no_progress,
         **given,
     )
     out = Path(args.out or f"runs/{args.model}")
-    files = train(args.model, settings, out)
-    metrics = json.loads(files.metrics.read_text())["metrics"]
     console = Console()
+    if args.no_progress:
+        files = train(args.model, settings, out)
+    else:
+        with _TrainingBars(console) as bars:
+            files = train(args.model, settings, out, on_progress=bars)
+    metrics = json.loads(files.metrics.read_text())["metrics"]
     console.print(f"{args.model}: {_headline(args.model, metrics)}", highlight=False)
     console.print(f"wrote {files.checkpoint}, {files.metrics}, {files.figure}", highlight=False)
     return 0
+
+
+class _TrainingBars:
+    """``train()``'s progress (an :class:`~builder.training.progress.OnTrainingProgress`): one
+    rich bar per stage, with the validation loss after each epoch, all left on screen."""
+
+    def __init__(self, console: Console) -> None:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+        )
+        self._bar = Progress(*columns, console=console, transient=False)
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _TrainingBars:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def __call__(self, stage: str, done: int, total: int, loss: EpochLoss | None = None) -> None:
+        task = self._tasks.get(stage)
+        if task is None:
+            task = self._tasks[stage] = self._bar.add_task(stage, total=total, status="")
+        self._bar.update(task, completed=done, total=total)
+        if loss is not None:
+            self._bar.update(task, status=f"val {loss.validation:.4g} best {loss.best:.4g}")
 
 
 def _headline(model: str, metrics: dict) -> str:

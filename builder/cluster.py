@@ -298,7 +298,7 @@ class _Redirect:
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.handler = _AppendToFile(path)
-        self._removed: list[tuple[logging.Logger, logging.Handler]] = []
+        self._removed: list[tuple[logging.Logger, logging.Handler, int]] = []  # and its index
         self._added: list[logging.Logger] = []
         self._levels: list[tuple[logging.Logger, int]] = []
         self._warnings = everything
@@ -321,10 +321,10 @@ class _Redirect:
             logging.captureWarnings(True)
 
     def _take_over(self, logger: logging.Logger, *, top: bool) -> None:
-        printing = [h for h in logger.handlers if _prints(h)]
-        for handler in printing:
+        printing = [(i, h) for i, h in enumerate(logger.handlers) if _prints(h)]
+        for index, handler in printing:
             logger.removeHandler(handler)
-            self._removed.append((logger, handler))
+            self._removed.append((logger, handler, index))
         mine = any(
             isinstance(h, _AppendToFile) and h.path == self.handler.path for h in logger.handlers
         )
@@ -336,9 +336,9 @@ class _Redirect:
         with self._lock:
             for logger in self._added:
                 logger.removeHandler(self.handler)
-            for logger, handler in self._removed:
+            for logger, handler, index in self._removed:  # back in their places, in order
                 if handler not in logger.handlers:
-                    logger.addHandler(handler)
+                    logger.handlers.insert(min(index, len(logger.handlers)), handler)
             for logger, level in self._levels:
                 logger.setLevel(level)
             self._added, self._removed, self._levels = [], [], []

@@ -35,9 +35,9 @@ import xarray as xr
 from builder._version import __version__
 from builder.conventions import ACTIVITIES, MUSCLE_ABBREVIATIONS
 from builder.errors import BuilderError
-from builder.pipeline.report import BuildReport, read_build_report
+from builder.pipeline.report import BuildReport, parse_report
 from builder.processing.quality import CHECK_DESCRIPTIONS, KINDS
-from builder.store.reader import open_store, pin_version
+from builder.store.location import StoreLocation
 
 # Signal variables, their masks and the non-stride dims of their components.
 _SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -475,9 +475,11 @@ def write_report(
     url: str, out_dir: str | Path, *, storage_options: dict[str, Any] | None = None
 ) -> Path:
     """Write the quality report of the store at ``url`` into ``out_dir``; return index.html."""
-    url = pin_version(url, storage_options)  # the report and the figures from one version
-    report = read_build_report(url, storage_options)
-    ds = open_store(url, storage_options)
+    # The report and the figures from one version.
+    location = StoreLocation(StoreLocation(url, storage_options).pin(), storage_options)
+    url = location.url
+    report = parse_report(url, location.read_report())
+    ds = location.open_dataset()
     out = Path(out_dir)
     figures = out / "figures"
     try:

@@ -115,7 +115,7 @@ def test_links_are_followed_inside_the_root_and_reported_out_of_it(
 
 # The one reviewed exception: the isolated reader's pipe between a worker and its own child
 # process (builder.pipeline.isolated) carries objects both sides built, never input bytes.
-PICKLE_ALLOWED = {"builder/sources/isolated.py"}
+PICKLE_ALLOWED = {"builder/pipeline/isolated.py"}
 
 
 def _calls(tree: ast.AST) -> list[tuple[str, ast.Call]]:

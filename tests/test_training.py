@@ -21,6 +21,7 @@ from builder.training import tensorrt  # noqa: E402
 from builder.training.data import StoreSource, StrideQuery  # noqa: E402
 from builder.training.export import PARITY_TOLERANCE, export, onnx_operators  # noqa: E402
 from builder.training.loop import TrainSettings  # noqa: E402
+from builder.training.progress import EpochLoss  # noqa: E402
 from builder.training.run import load_checkpoint, train  # noqa: E402
 
 pytestmark = pytest.mark.cluster  # the shared demo store is built on a local Dask cluster
@@ -34,7 +35,7 @@ QUICK = {
 
 
 def settings(store: Path, model: str, seed: int = 0) -> TrainSettings:
-    return TrainSettings(StoreSource(str(store)), seed=seed, progress=False, **QUICK[model])
+    return TrainSettings(StoreSource(str(store)), seed=seed, **QUICK[model])
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,18 @@ def test_export_runs_in_onnxruntime_like_pytorch_at_any_batch(runs, model, tmp_p
 
 
 def test_training_is_reproducible_from_its_seed(demo_store, runs, tmp_path) -> None:
-    again = train("gait-phase", settings(demo_store[0], "gait-phase"), tmp_path / "again")
+    events: list[tuple] = []  # reporting progress changes nothing the run makes
+    again = train(
+        "gait-phase",
+        settings(demo_store[0], "gait-phase"),
+        tmp_path / "again",
+        on_progress=lambda *event: events.append(event),
+    )
+    epochs = QUICK["gait-phase"]["epochs"]
+    assert [e[:3] for e in events] == [("gait phase classifier", k, epochs) for k in range(epochs + 1)]
+    losses = [e[3] for e in events[1:]]
+    assert events[0][3:] == () and all(isinstance(loss, EpochLoss) for loss in losses)
+    assert [loss.best for loss in losses] == list(np.minimum.accumulate([loss.validation for loss in losses]))
     first = load_checkpoint(runs["gait-phase"] / "checkpoint.pt")
     second = load_checkpoint(again.checkpoint)
     for name, value in first["weights"]["classifier"].items():
@@ -126,7 +138,7 @@ def test_training_is_reproducible_from_its_seed(demo_store, runs, tmp_path) -> N
 
 
 def test_bad_queries_and_checkpoints_fail_clearly(demo_store, tmp_path) -> None:
-    nothing = TrainSettings(StoreSource(str(demo_store[0])), StrideQuery(datasets=("nope",)), progress=False)
+    nothing = TrainSettings(StoreSource(str(demo_store[0])), StrideQuery(datasets=("nope",)))
     with pytest.raises(TrainingError, match="no strides match"):
         train("gait-phase", nothing, tmp_path / "x")
     (tmp_path / "broken").mkdir()
@@ -163,3 +175,23 @@ def test_the_command_line_offers_exactly_the_reference_models() -> None:
     assert tuple(MODELS) == MODEL_NAMES
     args = _parser().parse_args(["train", "gait-phase"])
     assert (args.seed, args.epochs, args.batch_strides, args.loader_workers) == (None,) * 4
+
+
+def test_the_command_line_draws_training_progress() -> None:
+    """train()'s callback becomes one rich bar per stage with the epoch's losses."""
+    import io
+
+    from rich.console import Console
+
+    from builder.cli import _TrainingBars
+
+    screen = io.StringIO()
+    with _TrainingBars(Console(file=screen, width=100)) as bars:
+        bars("subjects × modes", 0, 1)
+        bars("S01 walk fold 1/2", 0, 2)
+        bars("S01 walk fold 1/2", 1, 2, EpochLoss(0.5, 0.5))
+        bars("S01 walk fold 1/2", 2, 2, EpochLoss(0.75, 0.5))
+        bars("subjects × modes", 1, 1)
+    lines = screen.getvalue().splitlines()
+    assert "subjects × modes" in lines[-2] and "1/1" in lines[-2]
+    assert "S01 walk fold 1/2" in lines[-1] and "2/2 val 0.75 best 0.5" in lines[-1]

@@ -7,7 +7,6 @@ import json
 import os
 import tempfile
 import warnings
-from typing import Any, Literal
 
 import zarr
 from dask.distributed import Client, Future
@@ -49,14 +48,14 @@ def write_store(
     """Write every region of ``plan`` into ``version`` on the cluster; StoreError, with nothing
     published, if a region failed or a chunk is missing afterwards."""
     url = output.version_url(version)
-    group = _open_group(url, "w", output.storage_options)  # the template, once
+    group = output.location.open_group("w", version=version)  # the template, once
     create_template(group, plan.n_strides, plan.n_rows, layout, version)
     futures: dict[Future, str] = {}
     for i, region in enumerate(stride_regions(plan, layout)):
         table = {name: column[region] for name, column in plan.table.items()}
         future = client.submit(
             write_stride_region,
-            url,
+            version,
             region,
             plan.stride_pieces(region),
             table,
@@ -70,7 +69,7 @@ def write_store(
     for i, region in enumerate(emg_regions(plan, layout)):
         future = client.submit(
             write_emg_region,
-            url,
+            version,
             region,
             plan.row_pieces(region),
             staging,
@@ -90,7 +89,7 @@ def write_store(
         raise StoreError(f"{url}: writing failed, nothing published ({failures[0]})")
     root = output.version_path(version)
     stored = {path[len(root) + 1 :] for path in output.fs.find(root)}
-    missing = expected_chunk_keys(_open_group(url, "r", output.storage_options)) - stored
+    missing = expected_chunk_keys(output.location.open_group("r", version=version)) - stored
     if missing:
         raise StoreError(
             f"{url}: {len(missing)} expected chunk(s) missing after writing "
@@ -109,7 +108,7 @@ def finalise(
 
     The two non-Zarr files are added after consolidation so that zarr never walks over them.
     """
-    group = _open_group(output.version_url(version), "r+", output.storage_options)
+    group = output.location.open_group("r+", version=version)
     group.attrs.update(
         {
             "title": "gait stride store",
@@ -153,9 +152,3 @@ def dataset_sources(trials: dict[str, TrialSpec]) -> dict[str, dict[str, str]]:
         spec.dataset: {"licence": spec.licence, "citation": spec.citation}
         for spec in sorted(trials.values(), key=lambda s: s.dataset)
     }
-
-
-def _open_group(
-    url: str, mode: Literal["r", "r+", "w"], storage_options: dict[str, Any]
-) -> zarr.Group:
-    return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options or None)

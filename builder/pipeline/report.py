@@ -19,7 +19,7 @@ from builder.errors import StoreError
 from builder.processing.quality import merge_counts
 from builder.records import TrialSpec
 from builder.store.layout import REPORT_NAME
-from builder.store.reader import read_report
+from builder.store.location import StoreLocation
 from builder.store.staging import TrialOutcome
 
 Quality = dict[str, dict[str, int]]  # check -> kind (emg, kinematics...) -> stride-components
@@ -143,8 +143,10 @@ def make_report(
 
 
 def read_build_report(url: str, storage_options: dict[str, Any] | None = None) -> BuildReport:
-    """The build report of the version ``url`` opens now (see ``store.reader.read_report``)."""
-    return parse_report(url, read_report(url, storage_options))
+    """The build report of the version ``url`` opens now (see ``StoreLocation.read_report``),
+    named by that version's URL; pinned once, so a publish meanwhile cannot mix two versions."""
+    version = StoreLocation(StoreLocation(url, storage_options).pin(), storage_options)
+    return parse_report(version.url, version.read_report())
 
 
 def parse_report(url: str, data: dict[str, Any]) -> BuildReport:

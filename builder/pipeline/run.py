@@ -39,9 +39,10 @@ from builder.pipeline.publish import dataset_sources, finalise, write_store
 from builder.pipeline.report import BuildReport, make_report, now_utc, parse_report
 from builder.pipeline.trial import describe_error, process_trial
 from builder.records import TrialSpec
-from builder.store.layout import REPORT_NAME, ChunkLayout
+from builder.store.layout import ChunkLayout
+from builder.store.location import StoreLocation
 from builder.store.staging import Staging, TrialOutcome, trial_key
-from builder.store.versions import VersionedOutput, versioned_output
+from builder.store.versions import VersionedOutput
 from builder.store.writer import plan_store
 
 __all__ = ["BuildOptions", "BuildResult", "build", "prune", "worker_log_path"]
@@ -70,14 +71,15 @@ def build(
     specs, unavailable = expand_trials(catalog, options.storage_options)
     for source in unavailable:
         log.warning("source %r: %s", source.source, source.reason)
-    staging = Staging(options.output, options.storage_options)
+    location = StoreLocation(options.output, options.storage_options)
+    staging = location.staging
     progress = on_progress if options.progress else None
     try:
         with staging.lock() as taken_over:
             if taken_over:
                 log.warning(taken_over)
             try:
-                return _build_locked(catalog, specs, unavailable, options, progress, staging)
+                return _build_locked(catalog, specs, unavailable, options, progress, location)
             except OSError as exc:  # storage that keeps failing after its own retries
                 error = _storage_error(options.output, exc)
                 staging.record_failure(str(error))
@@ -98,24 +100,24 @@ def prune(
 ) -> tuple[list[str], list[str]]:
     """Delete all but the published and newest ``keep - 1`` versions of an output, under the
     build lock. Returns (removed, kept)."""
-    output = versioned_output(output_url, storage_options)
+    location = StoreLocation(output_url, storage_options)
+    output = location.versions
     if output.published() is None:
         raise StoreError(f"{output_url}: no published build here; nothing to prune")
-    staging = Staging(output_url, storage_options)
     try:
-        with staging.lock():
+        with location.staging.lock():
             removed = output.prune(keep)
     except OSError as exc:
         raise _storage_error(output_url, exc) from None
     return removed, output.versions()
 
 
-def worker_log_path(output: str, staging: Staging) -> str:
+def worker_log_path(staging: Staging) -> str:
     """Where Dask's log records (worker tracebacks) go instead of stderr: beside the staging
     folder on local disk, else a local temporary folder."""
-    if staging.local:
+    if staging.location.is_local:
         return os.path.join(staging.root, "logs", "dask.log")
-    name = os.path.basename(output.rstrip("/")) or "output"
+    name = os.path.basename(staging.location.url) or "output"
     return os.path.join(tempfile.gettempdir(), "gait-builder-logs", f"{name}.dask.log")
 
 
@@ -132,13 +134,13 @@ def _build_locked(
     unavailable: list[UnavailableSource],
     options: BuildOptions,
     on_progress: OnProgress | None,
-    staging: Staging,
+    location: StoreLocation,
 ) -> BuildResult:
     catalog_path = catalog.path
     trials = {trial_key(spec): spec for spec in specs}
     fingerprint = _fingerprint(trials, options.layout)
 
-    output = versioned_output(options.output, options.storage_options)
+    output, staging = location.versions, location.staging
     output.claim()
     manifest = staging.read_manifest()
     published = output.published()
@@ -151,8 +153,8 @@ def _build_locked(
             in_progress_fingerprint=None,
             state="published",
         )
-    if not options.fresh and _up_to_date(output, manifest, published, fingerprint):
-        report = _read_report(output, str(published))
+    if not options.fresh and _up_to_date(location, manifest, published, fingerprint):
+        report = _read_report(location, str(published))
         log.info("%s is up to date (version %s); nothing to do.", options.output, published)
         return _result(options.output, str(published), report, up_to_date=True)
 
@@ -178,7 +180,7 @@ def _build_locked(
 
     clock = time.perf_counter()
     timings: dict[str, float] = {}
-    log_file = worker_log_path(options.output, staging)
+    log_file = worker_log_path(staging)
     with connect(
         options.cluster, options.workers, options.dashboard_address, log_file=log_file
     ) as client:
@@ -200,7 +202,7 @@ def _build_locked(
             unavailable,
             plan.n_strides,
         )
-        refusal = _must_not_publish(output, published, report, options) if plan.n_strides else ""
+        refusal = _must_not_publish(location, published, report, options) if plan.n_strides else ""
         if plan.n_strides == 0 or refusal:
             failed = {**manifest, "state": "failed", "last_report": report.to_json()}
             staging.write_manifest(failed)
@@ -246,7 +248,7 @@ def _build_locked(
 
 
 def _must_not_publish(
-    output: VersionedOutput, published: str | None, report: BuildReport, options: BuildOptions
+    location: StoreLocation, published: str | None, report: BuildReport, options: BuildOptions
 ) -> str:
     """Why this build must not become the current version ("" when it may): trials left out
     for reasons that may pass, or fewer strides than the current version of the same
@@ -264,7 +266,7 @@ def _must_not_publish(
         )
     if published is None:
         return ""
-    previous = _read_report(output, published)
+    previous = _read_report(location, published)
     if previous.catalog_sha256 == report.catalog_sha256 and report.n_strides < previous.n_strides:
         return (
             f"{options.output}: this build has {report.n_strides} strides, fewer than the "
@@ -276,7 +278,7 @@ def _must_not_publish(
 
 
 def _up_to_date(
-    output: VersionedOutput, manifest: dict[str, Any], published: str | None, fingerprint: str
+    location: StoreLocation, manifest: dict[str, Any], published: str | None, fingerprint: str
 ) -> bool:
     """The published build is of these exact inputs, and none of its left-out trials could
     succeed on a retry."""
@@ -284,7 +286,7 @@ def _up_to_date(
         return False
     if manifest.get("published_fingerprint") != fingerprint:
         return False
-    return not _read_report(output, published).retryable()
+    return not _read_report(location, published).retryable()
 
 
 def _start_version(
@@ -366,9 +368,9 @@ def _fingerprint(trials: dict[str, TrialSpec], layout: ChunkLayout) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _read_report(output: VersionedOutput, version: str) -> BuildReport:
-    path = f"{output.version_path(version)}/{REPORT_NAME}"
-    return parse_report(output.version_url(version), json.loads(output.fs.cat_file(path)))
+def _read_report(location: StoreLocation, version: str) -> BuildReport:
+    """The build report of ``version`` (StoreError when it has none)."""
+    return parse_report(location.version_url(version), location.read_report(version))
 
 
 def _result(output: str, version: str, report: BuildReport, *, up_to_date: bool) -> BuildResult:

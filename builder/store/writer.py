@@ -16,7 +16,6 @@ import zarr
 from builder.conventions import MUSCLES
 from builder.records import RECORDING_METADATA, TrialSpec
 from builder.store.layout import TABLE_COLUMNS, ChunkLayout, regions, store_array
-from builder.store.location import StoreLocation
 from builder.store.staging import Staging, TrialOutcome
 
 
@@ -138,7 +137,7 @@ def emg_regions(plan: StorePlan, layout: ChunkLayout) -> list[slice]:
 
 
 def write_stride_region(
-    version_path: str,
+    version: str,
     region: slice,
     pieces: list[tuple[Placement, int, int]],
     table: dict[str, np.ndarray],
@@ -146,7 +145,8 @@ def write_stride_region(
     stride_ends: np.ndarray,
     staging: Staging,
 ) -> int:
-    """Write every per-stride array for strides ``region`` (one whole shard/chunk each)."""
+    """Write every per-stride array for strides ``region`` (one whole shard/chunk each) into
+    ``version`` of the output that ``staging`` belongs to."""
     parts = []
     for placement, lo, hi in pieces:
         batch = staging.load_batch(placement.key)
@@ -173,14 +173,15 @@ def write_stride_region(
         "stride": np.arange(region.start, region.stop, dtype=np.int64),
         **table,
     }
-    _write(version_path, values, region, staging)
+    _write(version, values, region, staging)
     return n
 
 
 def write_emg_region(
-    version_path: str, region: slice, pieces: list[tuple[Placement, int, int]], staging: Staging
+    version: str, region: slice, pieces: list[tuple[Placement, int, int]], staging: Staging
 ) -> int:
-    """Write the normalised EMG rows ``region`` (one whole shard)."""
+    """Write the normalised EMG rows ``region`` (one whole shard) into ``version`` of the
+    output that ``staging`` belongs to."""
     blocks = []
     for placement, lo, hi in pieces:
         batch = staging.load_batch(placement.key)
@@ -190,18 +191,14 @@ def write_emg_region(
     rows = np.concatenate(blocks) if blocks else np.empty((0, len(MUSCLES)), np.float32)
     if rows.shape[0] != region.stop - region.start:
         raise RuntimeError(f"EMG rows {region.start}:{region.stop}: staged results do not fill it")
-    _write(version_path, {"emg": rows}, region, staging)
+    _write(version, {"emg": rows}, region, staging)
     return rows.shape[0]
 
 
-def _write(
-    version_url: str, values: dict[str, np.ndarray], region: slice, staging: Staging
-) -> None:
-    # The version is a location of its own, on the output's filesystem with its options.
-    version = StoreLocation(version_url, staging.storage_options)
+def _write(version: str, values: dict[str, np.ndarray], region: slice, staging: Staging) -> None:
     # Whole-chunk writes of fill values must still create the chunk: the build verifies
-    # that every expected chunk exists.
+    # that every expected chunk exists. The staging's location travelled as URL and options.
     with zarr.config.set({"array.write_empty_chunks": True}):
-        group = version.open_group("r+")
+        group = staging.location.open_group("r+", version=version)
         for name, data in values.items():
             store_array(group, name)[region] = data

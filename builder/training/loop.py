@@ -1,21 +1,21 @@
-"""What every reference model's training shares: the run's settings, seeding, progress, and the
-epoch loop that keeps the weights of the best validation epoch."""
+"""What every reference model's training shares: the run's settings, seeding, and the epoch
+loop that keeps the weights of the best validation epoch (reporting each epoch to an
+:class:`~builder.training.progress.OnTrainingProgress`)."""
 
 from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from builder.training.data import StoreSource, StrideDataset, StrideQuery, stride_loader
+from builder.training.progress import EpochLoss, OnTrainingProgress
 
 
 @dataclass
@@ -30,7 +30,6 @@ class TrainSettings:
     learning_rate: float = 3e-3
     loader_workers: int = 0
     max_subjects: int | None = None  # a quick run on the first subjects (sha256 order)
-    progress: bool = True
 
 
 def seed_everything(seed: int) -> None:
@@ -40,19 +39,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
-
-
-@contextmanager
-def progress_bar(enabled: bool) -> Iterator[Progress]:
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, disable=not enabled, transient=False) as progress:
-        yield progress
 
 
 Batches = Callable[[], Iterable[Any]]
@@ -66,19 +52,21 @@ def fit(
     *,
     epochs: int,
     learning_rate: float,
-    progress: Progress,
-    description: str,
+    on_progress: OnTrainingProgress | None,
+    stage: str,
     parameters: Iterable[nn.Parameter] | None = None,
 ) -> float:
     """Train ``model`` with Adam for ``epochs``; leave it with the weights of the epoch of
     lowest validation loss and return that loss. ``*_batches`` return a fresh iterable per
-    epoch; ``loss(model, batch)`` is a mean over the batch's valid samples."""
+    epoch; ``loss(model, batch)`` is a mean over the batch's valid samples. Each epoch is
+    a step of ``stage``."""
     optimiser = torch.optim.Adam(
         list(parameters) if parameters is not None else model.parameters(), lr=learning_rate
     )
     best_loss, best_state = float("inf"), copy.deepcopy(model.state_dict())
-    task = progress.add_task(description, total=epochs, status="")
-    for _ in range(epochs):
+    if on_progress is not None:
+        on_progress(stage, 0, epochs)
+    for epoch in range(epochs):
         model.train()
         for batch in train_batches():
             optimiser.zero_grad()
@@ -89,7 +77,8 @@ def fit(
         validation = evaluate_loss(model, validation_batches(), loss)
         if validation < best_loss:
             best_loss, best_state = validation, copy.deepcopy(model.state_dict())
-        progress.update(task, advance=1, status=f"val {validation:.4g} best {best_loss:.4g}")
+        if on_progress is not None:
+            on_progress(stage, epoch + 1, epochs, EpochLoss(validation, best_loss))
     model.load_state_dict(best_state)
     model.eval()
     return best_loss

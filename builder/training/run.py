@@ -1,5 +1,8 @@
 """One training run: seed, train a reference model on a store, write what it made.
 
+Progress goes to an optional :class:`~builder.training.progress.OnTrainingProgress`; the
+command line draws it.
+
 ``<out>/checkpoint.pt`` (weights and everything export needs; loaded with
 ``weights_only=True``), ``<out>/metrics.json`` and ``<out>/predicted_vs_measured.png``.
 """
@@ -20,7 +23,8 @@ from builder.errors import StoreError, TrainingError
 from builder.pipeline.report import read_build_report
 from builder.store.reader import pin_version
 from builder.store.staging import nan_to_null
-from builder.training.loop import TrainSettings, progress_bar, seed_everything
+from builder.training.loop import TrainSettings, seed_everything
+from builder.training.progress import OnTrainingProgress
 from builder.training.reference import reference_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -35,14 +39,18 @@ class RunFiles:
     figure: Path
 
 
-def train(model_name: str, settings: TrainSettings, out: Path) -> RunFiles:
+def train(
+    model_name: str,
+    settings: TrainSettings,
+    out: Path,
+    on_progress: OnTrainingProgress | None = None,
+) -> RunFiles:
     """Train ``model_name`` on ``settings.source`` and write the run's files into ``out``."""
     model = reference_model(model_name)
     store = store_identity(settings.source.url, settings.source.storage_options)
     seed_everything(settings.seed)
     try:
-        with progress_bar(settings.progress) as progress:
-            trained = model.train(settings, progress)
+        trained = model.train(settings, on_progress)
     except ValueError as exc:
         raise TrainingError(f"{model_name} on {settings.source.url}: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)

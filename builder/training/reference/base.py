@@ -8,10 +8,10 @@ from typing import Any, Protocol
 
 import torch
 from matplotlib.figure import Figure
-from rich.progress import Progress
 from torch import nn
 
 from builder.training.loop import TrainSettings
+from builder.training.progress import OnTrainingProgress
 
 Weights = dict[str, dict[str, torch.Tensor]]
 
@@ -53,6 +53,8 @@ class ReferenceModel(Protocol):
     name: str
     summary: str
 
-    def train(self, settings: TrainSettings, progress: Progress) -> Trained: ...
+    def train(
+        self, settings: TrainSettings, on_progress: OnTrainingProgress | None = None
+    ) -> Trained: ...
 
     def deployable(self, config: dict[str, Any], weights: Weights, **choice: Any) -> Deployable: ...

@@ -17,13 +17,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from builder.conventions import MUSCLE_ABBREVIATIONS
 from builder.training import features as F
 from builder.training.loop import TrainSettings, fit, masked_mse, stride_batches
 from builder.training.nets import FeatureMLP, mlp, torque_based_emg
+from builder.training.progress import OnTrainingProgress
 from builder.training.reference.base import Deployable, TensorSpec, Trained, Weights
 from builder.training.reference.strides import (
     StrideSplit,
@@ -40,7 +40,9 @@ class EmgFromTorque:
     name = "emg-torque"
     summary = "sEMG envelopes (7 muscles) from sagittal kinematics through joint torques"
 
-    def train(self, settings: TrainSettings, progress: Progress) -> Trained:
+    def train(
+        self, settings: TrainSettings, on_progress: OnTrainingProgress | None = None
+    ) -> Trained:
         source = settings.source
         masks = source.masks()
         split = split_query(settings, required=F.has_sagittal(masks["kinematics"]))
@@ -86,8 +88,8 @@ class EmgFromTorque:
             torque_loss,
             epochs=epochs,
             learning_rate=settings.learning_rate,
-            progress=progress,
-            description="stage 1: kinematics → torques",
+            on_progress=on_progress,
+            stage="stage 1: kinematics → torques",
         )
         fit(
             torque_based,
@@ -96,8 +98,8 @@ class EmgFromTorque:
             emg_loss,
             epochs=epochs,
             learning_rate=settings.learning_rate / 3,
-            progress=progress,
-            description="stage 2: torques → sEMG (fine-tune)",
+            on_progress=on_progress,
+            stage="stage 2: torques → sEMG (fine-tune)",
         )
         torch.manual_seed(settings.seed)
         baseline = new_network()
@@ -108,8 +110,8 @@ class EmgFromTorque:
             emg_loss,
             epochs=2 * epochs,
             learning_rate=settings.learning_rate,
-            progress=progress,
-            description="baseline MLP: kinematics → sEMG",
+            on_progress=on_progress,
+            stage="baseline MLP: kinematics → sEMG",
         )
 
         test = split.test[has_emg[split.test]]

@@ -17,12 +17,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from builder.training import features as F
 from builder.training.loop import TrainSettings, fit, stride_batches
 from builder.training.nets import FeatureMLP, mlp
+from builder.training.progress import OnTrainingProgress
 from builder.training.reference.base import Deployable, TensorSpec, Trained, Weights
 from builder.training.reference.strides import (
     StrideSplit,
@@ -48,7 +48,9 @@ class GaitPhase:
     name = "gait-phase"
     summary = "gait phase (4 classes) from sagittal kinematics and, where present, sEMG"
 
-    def train(self, settings: TrainSettings, progress: Progress) -> Trained:
+    def train(
+        self, settings: TrainSettings, on_progress: OnTrainingProgress | None = None
+    ) -> Trained:
         masks = settings.source.masks()
         split = split_query(settings, required=F.has_sagittal(masks["kinematics"]))
         has_emg = F.has_study_emg(masks["emg_envelope"])
@@ -72,8 +74,8 @@ class GaitPhase:
             loss,
             epochs=settings.epochs,
             learning_rate=settings.learning_rate,
-            progress=progress,
-            description="gait phase classifier",
+            on_progress=on_progress,
+            stage="gait phase classifier",
         )
         predicted, strides = _predict(settings, split, model)
         metrics = _metrics(predicted, has_emg[strides]) | {"split": split.counts()}

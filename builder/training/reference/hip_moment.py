@@ -21,7 +21,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from builder.conventions import SAMPLES_PER_STRIDE
@@ -38,6 +37,7 @@ from builder.training.data import (
 from builder.training.features import r2, rmse
 from builder.training.loop import TrainSettings, fit, masked_mse
 from builder.training.nets import CausalTCN, LastSample, MeanOf
+from builder.training.progress import OnTrainingProgress
 from builder.training.reference.base import Deployable, TensorSpec, Trained, Weights
 
 RATE_HZ = 100.0
@@ -69,7 +69,9 @@ class HipMoment:
     name = "hip-moment"
     summary = "hip flexion moment from hip flexion angle (causal TCN, 1.27 s history)"
 
-    def train(self, settings: TrainSettings, progress: Progress) -> Trained:
+    def train(
+        self, settings: TrainSettings, on_progress: OnTrainingProgress | None = None
+    ) -> Trained:
         table = settings.source.table()
         masks = settings.source.masks()
         usable = (
@@ -100,8 +102,10 @@ class HipMoment:
                     )
                     continue
                 plan.append((subject, mode, [s for s in series if s.mode == mode], trials))
-        overall = progress.add_task("subjects × modes", total=len(plan), status="")
-        for subject, mode, series, trials in plan:
+        overall = "subjects × modes"  # a stage of its own: one step per subject and mode
+        if on_progress is not None:
+            on_progress(overall, 0, len(plan))
+        for done, (subject, mode, series, trials) in enumerate(plan, start=1):
             folds = subject_folds(trials, min(FOLDS, len(trials)), settings.seed)
             best: tuple[float, dict[str, torch.Tensor]] | None = None
             predictions = []
@@ -112,7 +116,7 @@ class HipMoment:
                     settings,
                     train,
                     validation,
-                    progress,
+                    on_progress,
                     f"{subject} {mode} fold {k + 1}/{len(folds)}",
                 )
                 predictions += [(s, _predict(model, s.angle)) for s in validation]
@@ -131,7 +135,8 @@ class HipMoment:
                 }
             )
             out_of_fold += predictions
-            progress.update(overall, advance=1)
+            if on_progress is not None:
+                on_progress(overall, done, len(plan))
         if not scores:
             raise ValueError(
                 "no subject has two trials of one mode with a segment longer than "
@@ -246,8 +251,8 @@ def _fit_fold(
     settings: TrainSettings,
     train: list[Series],
     validation: list[Series],
-    progress: Progress,
-    description: str,
+    on_progress: OnTrainingProgress | None,
+    stage: str,
 ) -> tuple[CausalTCN, float]:
     angles = np.concatenate([s.angle for s in train])
     torch.manual_seed(settings.seed)
@@ -273,8 +278,8 @@ def _fit_fold(
         loss,
         epochs=settings.epochs,
         learning_rate=settings.learning_rate,
-        progress=progress,
-        description=description,
+        on_progress=on_progress,
+        stage=stage,
     )
     return model, best
 
