@@ -104,3 +104,9 @@ def test_only_the_command_line_imports_the_command_line() -> None:
     assert not violations(
         lambda module, target: layer(target) == "cli" and layer(module) not in CLI_IMPORTERS
     )
+
+
+def test_no_module_imports_the_package_root() -> None:
+    """``builder/__init__`` is the public face; the version comes from ``builder._version``, so
+    nothing inside runs back up to the top (training used to, for ``__version__``)."""
+    assert not violations(lambda module, target: target == "builder" and module != "builder")

@@ -61,9 +61,9 @@ class SourceAdapter(ABC, Generic[Options]):
     Subclasses set ``name`` (the catalogue ``driver``), ``options_model`` and ``emg_kinds``
     and are listed in :mod:`builder.datasets.registry`, whose ``read_recordings`` hands
     ``read`` the options already validated (shared between trials: never change them), and
-    afterwards checks every recording's EMG against the catalogue's ``emg_kind``
-    (:func:`builder.processing.checks.check_recordings`): an adapter checks only what is
-    particular to its source. ``read`` raises :class:`builder.errors.SourceError` naming the
+    afterwards checks every recording's EMG kind against the catalogue's ``emg_kind``
+    (:func:`builder.processing.checks.check_recordings`; the quality gate judges the signals):
+    an adapter checks only what is particular to its source. ``read`` raises :class:`builder.errors.SourceError` naming the
     file and the broken assumption.
     """
 

@@ -171,7 +171,7 @@ def read_trial(
 
 def read_recordings(spec: TrialSpec, files: FileAccess) -> list[TrialRecording]:
     """What every read goes through: the adapter's options validated (once per source and
-    process, :meth:`AdapterOptions.of`), ``adapter.read``, then the EMG of every recording
+    process, :meth:`AdapterOptions.of`), ``adapter.read``, then every recording's EMG kind
     checked against the catalogue's ``emg_kind`` (:func:`check_recordings`)."""
     cls = adapter_class(spec.adapter)
     if spec.emg_kind not in cls.emg_kinds:

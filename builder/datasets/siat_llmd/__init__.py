@@ -1,0 +1,2 @@
+"""Wei et al. 2023 (Sci Data) (catalogue source siat_llmd2023): adapter.py reads it,
+miniature.py writes its demo copy, catalog.yaml declares it."""
