@@ -25,7 +25,7 @@ from rich.table import Table
 
 from builder.errors import BuilderError
 from builder.pipeline.options import BuildOptions  # light: no Dask before a command runs
-from builder.training.names import MODEL_NAMES
+from builder.training import defaults as train_defaults
 from builder.training.progress import EpochLoss  # light: no PyTorch
 
 _BUILD = BuildOptions()  # the library's defaults
@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_training_commands(sub: argparse._SubParsersAction) -> None:
-    models = MODEL_NAMES
+    models = train_defaults.MODEL_NAMES
     train = sub.add_parser(
         "train",
         help="train a reference model on a store (needs the train extra: PyTorch)",
@@ -185,16 +185,19 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
         "--store", metavar="URL", default=_BUILD.output, help="store (default: %(default)s)"
     )
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/<model>)")
-    # Left unset, these take TrainSettings' defaults (builder.training.loop), which import PyTorch.
-    train.add_argument("--seed", type=int, help="seed of splits, weights and batches")
-    train.add_argument("--epochs", type=_positive_int, help="training epochs")
-    train.add_argument("--batch-strides", type=_positive_int, help="strides per batch")
+    train.add_argument("--seed", type=int, default=train_defaults.SEED,
+                       help="seed of splits, weights and batches (default: %(default)s)")
+    train.add_argument("--epochs", type=_positive_int, default=train_defaults.EPOCHS,
+                       help="training epochs (default: %(default)s)")
+    train.add_argument("--batch-strides", type=_positive_int, default=train_defaults.BATCH_STRIDES,
+                       help="strides per batch (default: %(default)s)")  # fmt: skip
     train.add_argument(
         "--max-subjects",
         type=_positive_int,
         help="train on the first N subjects only (stable order)",
     )
-    train.add_argument("--loader-workers", type=int, help="DataLoader worker processes")
+    train.add_argument("--loader-workers", type=int, default=train_defaults.LOADER_WORKERS,
+                       help="DataLoader worker processes (default: %(default)s)")  # fmt: skip
     for column in ("dataset", "activity", "side", "population", "emg-kind"):
         train.add_argument(f"--{column}", action="append", default=[], metavar="VALUE",
                            help=f"only strides with this {column} (repeatable)")  # fmt: skip
@@ -538,16 +541,14 @@ def _train(args: argparse.Namespace) -> int:
         populations=tuple(args.population),
         emg_kinds=tuple(args.emg_kind),
     )
-    given: dict[str, Any] = {
-        name: getattr(args, name)
-        for name in ("seed", "epochs", "batch_strides", "loader_workers")
-        if getattr(args, name) is not None
-    }  # the others: TrainSettings' defaults
     settings = TrainSettings(
         source=StoreSource(args.store, storage_options(args.storage_options)),
         query=query,
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_strides=args.batch_strides,
+        loader_workers=args.loader_workers,
         max_subjects=args.max_subjects,
-        **given,
     )
     out = Path(args.out or f"runs/{args.model}")
     console = Console()

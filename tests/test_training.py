@@ -3,6 +3,7 @@ PyTorch at any batch size, and reproduce exactly from their seed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -166,15 +167,17 @@ def test_cli_train_and_export(demo_store, tmp_path) -> None:
 
 
 def test_the_command_line_offers_exactly_the_reference_models() -> None:
-    """The CLI takes the names from builder.training.names (no PyTorch import) and the
+    """The CLI takes the names from builder.training.defaults (no PyTorch import) and the
     numeric defaults from TrainSettings: both must be the library's."""
     from builder.cli import _parser
-    from builder.training.names import MODEL_NAMES
+    from builder.training.defaults import MODEL_NAMES
     from builder.training.reference import MODELS
 
     assert tuple(MODELS) == MODEL_NAMES
     args = _parser().parse_args(["train", "gait-phase"])
-    assert (args.seed, args.epochs, args.batch_strides, args.loader_workers) == (None,) * 4
+    settings = {f.name: f.default for f in dataclasses.fields(TrainSettings)}
+    for name in ("seed", "epochs", "batch_strides", "loader_workers"):
+        assert getattr(args, name) == settings[name], name
 
 
 def test_the_command_line_draws_training_progress() -> None:

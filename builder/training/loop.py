@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from builder.training import defaults
 from builder.training.data import StoreSource, StrideDataset, StrideQuery, stride_loader
 from builder.training.progress import EpochLoss, OnTrainingProgress
 
@@ -24,11 +25,11 @@ class TrainSettings:
 
     source: StoreSource
     query: StrideQuery = field(default_factory=StrideQuery)
-    seed: int = 0
-    epochs: int = 60
-    batch_strides: int = 32
-    learning_rate: float = 3e-3
-    loader_workers: int = 0
+    seed: int = defaults.SEED
+    epochs: int = defaults.EPOCHS
+    batch_strides: int = defaults.BATCH_STRIDES
+    learning_rate: float = defaults.LEARNING_RATE
+    loader_workers: int = defaults.LOADER_WORKERS
     max_subjects: int | None = None  # a quick run on the first subjects (sha256 order)
 
 
