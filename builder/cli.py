@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from builder._version import __version__
 from builder.errors import BuilderError
 from builder.pipeline.options import BuildOptions  # light: no Dask before a command runs
 from builder.training import defaults as train_defaults
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="builder",
         description="Build one clean, indexable gait stride store (Zarr v3) from raw gait datasets.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(

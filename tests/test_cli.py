@@ -71,3 +71,29 @@ def test_invalid_catalogue_names_file_entry_and_field(tmp_path: Path) -> None:
 def test_workers_must_be_positive(tmp_path: Path) -> None:
     result = run_cli("run", "--workers", "0", "--output", str(tmp_path / "o.zarr"))
     assert result.returncode != 0 and "--workers" in result.stderr
+
+
+def test_version_is_the_installed_packages() -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"builder {version('gait-builder')}"
+
+
+def test_the_repository_can_be_handed_on() -> None:
+    """Licence file = pyproject's licence, a citation file of the same version, typed package."""
+    import tomllib
+
+    import yaml
+
+    from helpers import REPO
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    licence = (REPO / "LICENSE").read_text()
+    assert project["license"]["text"] == "Apache-2.0"
+    assert licence.lstrip().startswith("Apache License") and "Version 2.0, January 2004" in licence
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == project["license"]["text"]
+    assert citation["version"] == project["version"] and citation["authors"]
+    assert (REPO / "builder" / "py.typed").is_file()  # hatch ships every file of the package
