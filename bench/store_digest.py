@@ -25,12 +25,14 @@ def digest(url: str) -> dict[str, str]:
     found = {}
     for spec in ARRAYS:
         values = np.asarray(group[spec.name][...])
-        if values.dtype == object:  # strings: their UTF-8 bytes, one per line
-            data = "\n".join(map(str, values.ravel())).encode()
+        dtype = str(values.dtype)
+        if values.dtype.kind in "OTU":  # strings: their UTF-8 text, one per line (the memory
+            # of numpy's StringDType holds pointers, which differ from one read to the next)
+            data, dtype = "\n".join(map(str, values.ravel())).encode(), "str"
         else:
             data = np.ascontiguousarray(values).tobytes()
         shape = ",".join(map(str, values.shape))
-        found[spec.name] = hashlib.sha256(f"{shape}|{values.dtype}|".encode() + data).hexdigest()
+        found[spec.name] = hashlib.sha256(f"{shape}|{dtype}|".encode() + data).hexdigest()
     everything = json.dumps(found, sort_keys=True).encode()
     return {"all": hashlib.sha256(everything).hexdigest(), **found}
 

@@ -5,7 +5,7 @@ Public API (imported lazily, so ``python -m builder --help`` stays quick)::
     from builder import BuildOptions, build, load_catalog, open_store
 
     build("catalogs/demo.yaml", BuildOptions(output="gait.zarr", workers=2))
-    ds = open_store("gait.zarr")  # same as xarray.open_zarr, with clear errors
+    ds = open_store("gait.zarr")  # xarray.open_zarr, pinned, the stride table in memory
 """
 
 from __future__ import annotations

@@ -11,9 +11,14 @@ plus the adapter's options) and ``metadata`` (dataset, licence, citation, fields
           kinematics: plug-in-gait
         metadata: {dataset: demo, licence: CC0-1.0, citation: "…", fields: {speed_mps: float}}
 
-``{{ name }}`` is a template (``demo_root``, ``CATALOG_DIR``, ``env(VAR)``); ``{field}`` is a
-trial-table column parsed from each matching path. The YAML is read with a safe loader and
-every error names the file, the entry and the field.
+``{{ name }}`` is a template (``demo_root``, ``CATALOG_DIR``, ``env(VAR)``, or intake's
+``env("VAR")`` and ``env("VAR", "default")``); ``{field}`` is a trial-table column parsed from
+each matching path. The YAML is read with a safe loader and every error names the file, the
+entry and the field.
+
+intake reads the same files (builder.intake_drivers) but knows no ``include``: an entry with
+``driver: gait_included`` lists, for intake, a source that the catalogue's includes declare;
+the builder checks that one does and otherwise skips the entry.
 
 In a local raw tree, a symbolic link (to a file or a folder) is followed when its real target
 stays inside the source's root; one that leads out of it, nowhere or into a loop is not, and
@@ -39,11 +44,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from builder.conventions import ACTIVITIES, POPULATIONS, EmgKind
 from builder.datasets import adapter_class, available_adapters, catalog_files
-from builder.datasets.registry import kinds_refused
-from builder.errors import CatalogError
+from builder.datasets.registry import kinds_refused, suggest
+from builder.errors import CatalogError, StoreError
 from builder.formats.files import within_root
 from builder.processing.emg import EmgProcessing
 from builder.records import RECORDING_METADATA, TrialSpec
+from builder.store.faults import is_storage_error, storage_error
+from builder.store.location import StoreLocation
 
 # Trial-table columns a path pattern may fill, and their types.
 _COLUMN_TYPES: dict[str, type] = {
@@ -57,6 +64,10 @@ _COLUMN_TYPES: dict[str, type] = {
     "population": str,
 }
 _TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
+# env(NAME), env("NAME") or env('NAME'), optionally with a quoted default (intake's jinja form)
+_ENV = re.compile(r"""env\(\s*(["']?)(\w+)\1\s*(?:,\s*(["'])(.*?)\3\s*)?\)""")
+# The driver of an entry that lists an included source for intake (see the module docstring).
+INCLUDED_DRIVER = "gait_included"
 _FIELD = re.compile(r"\{(\w+)\}")
 
 
@@ -239,6 +250,7 @@ def _load_into(
         raise CatalogError(f"{path}: not valid YAML ({_one_line(str(exc))})") from None
     if not isinstance(raw, dict):
         raise CatalogError(f"{path}: a catalogue is a mapping with a 'sources:' key")
+    raw, listed = _without_included(raw)
     try:
         parsed = _CatalogFile.model_validate(raw)
     except ValidationError as exc:
@@ -256,7 +268,54 @@ def _load_into(
         }
         for target in include.targets(Path(resolved).parent):
             _load_into(str(target), included_vars, sources, digest, (*seen, resolved))
+    missing = [name for name in listed if name not in sources]
+    if missing:
+        raise CatalogError(
+            f"{path}: sources {missing} (driver: {INCLUDED_DRIVER}) are declared by no "
+            "catalogue it includes"
+        )
     return parsed.metadata.description
+
+
+def _without_included(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The catalogue without its ``driver: gait_included`` entries, and their names."""
+    entries = raw.get("sources")
+    if not isinstance(entries, dict):
+        return raw, []
+    listed = [
+        name
+        for name, entry in entries.items()
+        if isinstance(entry, dict) and entry.get("driver") == INCLUDED_DRIVER
+    ]
+    kept = {name: entry for name, entry in entries.items() if name not in listed}
+    return {**raw, "sources": kept}, listed
+
+
+def parse_entry(entry: Mapping[str, Any], where: str) -> SourceEntry:
+    """One source entry (``driver``, ``args``, ``metadata``) given outside a catalogue file
+    (an intake driver's arguments); :class:`CatalogError` names ``where`` and the field."""
+    try:
+        return SourceEntry.model_validate(dict(entry))
+    except ValidationError as exc:
+        raise CatalogError(_describe_validation_error(where, exc)) from None
+
+
+def check_drivers(catalog: Catalog) -> None:
+    """Refuse, before any work, an entry whose driver is not registered: one line naming the
+    file, the entry, the nearest driver and the drivers there are. (:func:`expand_trials`
+    alone reports such an entry as unavailable, for tools that list what a catalogue holds.)"""
+    known = set(available_adapters())
+    for name, source in sorted(catalog.sources.items()):
+        driver = source.entry.driver
+        if driver not in known:
+            near = suggest(driver) or (
+                "; if a package provides it (entry point group gait_builder.datasets), "
+                "install it"
+            )
+            raise CatalogError(
+                f"{source.path}: source {name!r}: no driver {driver!r}{near}; drivers: "
+                f"{', '.join(sorted(known))}"
+            )
 
 
 def expand_trials(
@@ -408,14 +467,33 @@ def resolve_metadata(spec: TrialSpec, overrides: Mapping[str, Any]) -> dict[str,
     return values
 
 
+def unset_templates(text: str, variables: Mapping[str, str]) -> list[tuple[str, str]]:
+    """What the ``{{ ... }}`` templates of ``text`` lack: ``("env", NAME)`` for an environment
+    variable that is not set (and has no default), ``("variable", name)`` for a variable that
+    ``variables`` does not hold. For text another loader renders (intake's jinja turns what it
+    lacks into '')."""
+    unset = []
+    for match in _TEMPLATE.finditer(text):
+        expr = match.group(1)
+        env = _ENV.fullmatch(expr)
+        if env:
+            name = env.group(2)
+            if env.group(4) is None and name not in variables and name not in os.environ:
+                unset.append(("env", name))
+        elif re.fullmatch(r"\w+", expr) and expr not in variables:
+            unset.append(("variable", expr))
+    return unset
+
+
 def _render_templates(text: str, variables: Mapping[str, str], where: str) -> str:
     def substitute(match: re.Match[str]) -> str:
         expr = match.group(1)
-        env = re.fullmatch(r"env\((\w+)\)", expr)
+        env = _ENV.fullmatch(expr)
         if env:
-            value = variables.get(env.group(1), os.environ.get(env.group(1)))
+            name, default = env.group(2), env.group(4)
+            value = variables.get(name, os.environ.get(name, default))
             if value is None:
-                raise _Unavailable(f"environment variable {env.group(1)} is not set")
+                raise _Unavailable(f"environment variable {name} is not set")
             return value
         if expr not in variables:
             raise CatalogError(f"{where}: unknown template variable {{{{ {expr} }}}}")
@@ -436,13 +514,21 @@ def _match_files(
         fs = _LinkFollowingFileSystem(root, **storage_options)
     else:
         fs = fsspec.filesystem(protocol, **storage_options)
+        try:  # no credentials, a wrong endpoint, no such bucket: said in one line, at once
+            StoreLocation(root, storage_options).check_reachable()
+        except StoreError as exc:
+            raise _Unavailable(str(exc)) from None
     fs.invalidate_cache()  # list afresh: files may have arrived since this process last looked
     glob_pattern = _FIELD.sub("*", path)
     regex = re.compile(_pattern_regex(path) + r"\Z")
     try:
         found = fs.glob(glob_pattern, detail=True)
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         raise _Unavailable(f"cannot list {urlpath!r}: {exc}") from None
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        raise _Unavailable(f"cannot list: {storage_error(urlpath, exc)}") from None
     matches = []
     for found_path, info in sorted(found.items()):
         if info.get("type") in ("directory", _REFUSED_LINK):

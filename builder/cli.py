@@ -1,5 +1,5 @@
-"""Command line: ``python -m builder run | info | export-index | report | train | export |
-engines`` (also ``builder``)."""
+"""Command line: ``python -m builder run | info | export-index | export-h5 | report | catalog |
+train | export | engines`` (also ``builder``)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from builder.training import defaults as train_defaults
 from builder.training.progress import EpochLoss  # light: no PyTorch
 
 _BUILD = BuildOptions()  # the library's defaults
+_CONFIGURED_CLUSTER = object()  # bare --cluster: builder.cluster.configured_cluster()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted; re-run the same command to resume")
         return 130
+    except Exception as exc:  # an object store's error not translated where it was raised
+        from builder.store.faults import storage_error, storage_fault
+
+        fault = storage_fault(exc)
+        if fault is None or not fault.remote:
+            raise
+        url = next((v for n in ("url", "output", "store") if (v := getattr(args, n, None))), "")
+        message = str(storage_error(url or "storage", exc))
+        err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,10 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--cluster",
         metavar="ADDRESS",
+        nargs="?",
+        const=_CONFIGURED_CLUSTER,
         help=(
             "existing Dask scheduler (tcp://host:8786), or a cluster to start: 'slurm' "
             "(dask-jobqueue; --workers N jobs) or 'kubernetes' (Dask operator; --workers N "
-            "pods); resources come from Dask's config (see builder.cluster)"
+            "pods); resources come from Dask's config (see builder.cluster). With no value: "
+            "the cluster this environment is set up for (DASK_SCHEDULER_ADDRESS, else Dask "
+            "config builder.cluster)"
         ),
     )
     run.add_argument(
@@ -148,6 +163,29 @@ def _parser() -> argparse.ArgumentParser:
     _add_storage_options(export)
     export.set_defaults(handler=_export_index)
 
+    export_h5 = sub.add_parser(
+        "export-h5",
+        help="write selected strides with their signals to HDF5 (for MATLAB h5read)",
+        description=(
+            "Write the selected strides' arrays, masks, raw EMG rows (with new stride_starts/"
+            "stride_ends into them) and stride table to one chunked, gzip-compressed HDF5 file. "
+            "MATLAB reads it with h5read; its arrays arrive with their dims reversed (each "
+            "dataset's matlab_dims attribute names them)."
+        ),
+    )
+    export_h5.add_argument("url", metavar="URL", help="store path or URL")
+    export_h5.add_argument("--to", metavar="FILE.h5", required=True, help="HDF5 file to write")
+    export_h5.add_argument(
+        "--query",
+        metavar="EXPR",
+        help=(
+            "pandas query over the stride table, e.g. \"dataset == 'demo' and activity == "
+            "'walk'\" (default: every stride)"
+        ),
+    )
+    _add_storage_options(export_h5)
+    export_h5.set_defaults(handler=_export_h5)
+
     report = sub.add_parser(
         "report",
         help="write an HTML quality report of a store (stride counts, curves per dataset)",
@@ -165,6 +203,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_storage_options(report)
     report.set_defaults(handler=_report)
+
+    catalog = sub.add_parser(
+        "catalog",
+        help="write an intake catalogue with one entry for a store (opens as xarray)",
+        description=(
+            "Write an intake YAML catalogue whose one entry (driver gait_store) opens the store "
+            "as xarray: intake.open_catalog(FILE)[NAME].to_dask(). Its metadata record the "
+            "store's version and stride count now; it opens the version published when read."
+        ),
+    )
+    catalog.add_argument("url", metavar="URL", help="store path or URL")
+    catalog.add_argument(
+        "--out", metavar="FILE", help="catalogue to write (default: NAME.yaml here)"
+    )
+    catalog.add_argument(
+        "--name", metavar="NAME", help="the entry's name (default: the store's, e.g. gait)"
+    )
+    _add_storage_options(catalog)
+    catalog.set_defaults(handler=_catalog)
     _add_training_commands(sub)
     return parser
 
@@ -300,6 +357,11 @@ def _run(args: argparse.Namespace) -> int:
     from builder.pipeline.run import build
 
     err = Console(stderr=True)  # messages and progress bars share it
+    cluster = args.cluster
+    if cluster is _CONFIGURED_CLUSTER:
+        from builder.cluster import configured_cluster
+
+        cluster = configured_cluster()
     variables: dict[str, str] = {}
     catalog = args.catalog
     if catalog is None:
@@ -311,7 +373,7 @@ def _run(args: argparse.Namespace) -> int:
     options = BuildOptions(
         output=args.output,
         workers=args.workers,
-        cluster=args.cluster,
+        cluster=cluster,
         fresh=args.fresh,
         progress=not args.no_progress,
         variables=variables,
@@ -406,6 +468,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from builder.pipeline.report import parse_report
+    from builder.store.layout import decode_root_attrs
     from builder.store.location import StoreLocation
     from builder.store.reader import group_stride_table, stride_counts
 
@@ -441,8 +504,8 @@ def _info(args: argparse.Namespace) -> int:
             end_section=True,
         )
     out.print(table)
-    attrs = store.attrs.asdict()
-    sources = cast(dict[str, dict[str, str]], attrs.get("datasets", {}))  # JSON, as written
+    attrs = decode_root_attrs(store.attrs.asdict())  # datasets: JSON text in the store
+    sources = cast(dict[str, dict[str, str]], attrs.get("datasets", {}))
     for dataset, source in sorted(sources.items()):
         out.print(
             f"[bold]{dataset}[/] ({source['licence']}): cite {source['citation']}", highlight=False
@@ -509,12 +572,49 @@ def _export_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_h5(args: argparse.Namespace) -> int:
+    from builder.store.export_hdf5 import export_hdf5
+
+    summary = export_hdf5(
+        args.url, args.to, query=args.query, storage_options=storage_options(args.storage_options)
+    )
+    Console(stderr=True).print(
+        f"Wrote {summary.path}: {summary.n_strides} strides, {summary.n_emg_rows} EMG rows, "
+        f"{summary.size_bytes / 1e6:.1f} MB (from {summary.store_url})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from builder.report import default_report_dir, write_report
 
     out = args.out or default_report_dir(args.url)
     index = write_report(args.url, out, storage_options=storage_options(args.storage_options))
     Console(stderr=True).print(f"Wrote {index}", highlight=False)
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from builder.store.intake_catalog import default_name, store_catalog
+
+    name = args.name or default_name(args.url)
+    out = Path(args.out or f"{name}.yaml")
+    text, meta = store_catalog(args.url, name, storage_options(args.storage_options))
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise BuilderError(f"{out}: cannot write the catalogue ({exc.strerror or exc})") from None
+    Console(stderr=True).print(
+        f"Wrote {out}: entry {name!r}, version {meta['build_version']}, "
+        f"{meta['n_strides']} strides. Open it with:\n"
+        f"  import intake; ds = intake.open_catalog({str(out)!r})[{name!r}].to_dask()",
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0
 
 
@@ -534,8 +634,10 @@ def _train(args: argparse.Namespace) -> int:
 
     from builder.training.data import StoreSource, StrideQuery
     from builder.training.loop import TrainSettings
-    from builder.training.run import train
+    from builder.training.run import check_run_folder, train
 
+    out = Path(args.out or f"runs/{args.model}")
+    check_run_folder(out)  # before the store is opened: not after training
     query = StrideQuery(
         datasets=tuple(args.dataset),
         activities=tuple(args.activity),
@@ -552,7 +654,6 @@ def _train(args: argparse.Namespace) -> int:
         loader_workers=args.loader_workers,
         max_subjects=args.max_subjects,
     )
-    out = Path(args.out or f"runs/{args.model}")
     console = Console()
     if args.no_progress:
         files = train(args.model, settings, out)
@@ -656,7 +757,9 @@ def _engines(args: argparse.Namespace) -> int:
             warnings.simplefilter("always", ReleaseWarning)  # shown once each, below
             return _engines_verb(args)
     except OSError as exc:
-        raise BuilderError(f"{args.url}: storage error: {exc}") from None
+        from builder.store.faults import storage_error
+
+        raise storage_error(args.url, exc) from None
     finally:  # before any error: a skipped release can explain it
         err = Console(stderr=True)
         skipped = dict.fromkeys(str(w.message) for w in caught if w.category is ReleaseWarning)

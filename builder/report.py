@@ -47,13 +47,19 @@ _SIGNALS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 _ALL = "all_activities"  # figure suffix of the curves pooled over activities
 
-# 20 distinguishable colours (tab10, then darker/other hues), the first 10 solid, the rest dashed.
+# 20 dataset colours, pairwise distinguishable: matplotlib's tab10, then 10 colours added one at
+# a time (Glasbey et al. 2007's greedy method: from a 32-level sRGB grid with CIELAB L* 25–70,
+# so every line stands out on white, the colour farthest by CIEDE2000 from those already chosen,
+# white and black). The smallest CIEDE2000 difference between any two is 16.2 (tab10's red and
+# brown; 2.3 is a just-noticeable difference); tests/test_report_page.py checks it.
 _COLOURS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#393b79", "#e7969c", "#637939", "#843c39", "#7b4173",
-    "#3182bd", "#b5cf6b", "#8c6d31", "#de9ed6", "#000000",
+    "#00523a", "#0000ce", "#6b5a00", "#7b0052", "#4a4a63",
+    "#d69c94", "#94a5ff", "#008c7b", "#ad8c52", "#004a5a",
 )  # fmt: skip
+# Beyond 20 datasets the colours repeat with another line style.
+_LINESTYLES = ("-", "--", ":", "-.")
 
 _PLANE_TITLES = {
     "adduction": "adduction (+) / abduction",
@@ -258,15 +264,18 @@ def _curves(moments: xr.Dataset, activity: str | None) -> xr.Dataset:
 # --- figures ------------------------------------------------------------------------------
 
 
-def _dataset_styles(datasets: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """One colour (and line style) per dataset, the same in every figure of the report."""
-    styles = {}
-    for i, name in enumerate(sorted(datasets)):
-        styles[name] = {
-            "color": _COLOURS[i % len(_COLOURS)],
-            "linestyle": ("-", "--", ":")[(i // 10) % 3],
+def _dataset_styles(datasets: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """One colour (and line style) per dataset, by sorted name: the same in every figure of
+    the report, and distinct for up to ``len(_COLOURS)`` datasets (solid lines); beyond that
+    colours repeat with another line style."""
+    n = len(_COLOURS)
+    return {
+        name: {
+            "color": _COLOURS[i % n],
+            "linestyle": _LINESTYLES[(i // n) % len(_LINESTYLES)],
         }
-    return styles
+        for i, name in enumerate(sorted(set(datasets)))
+    }
 
 
 def _new_figure(width: float, height: float, *, constrained: bool = True):
@@ -577,20 +586,28 @@ def _coverage(pooled: xr.Dataset) -> pd.DataFrame:
 
 # --- HTML ---------------------------------------------------------------------------------
 
+# Responsive: nothing has a fixed width, figures shrink to the page (a click opens the PNG at
+# full size), and a wide table scrolls sideways inside its own box instead of widening the page.
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1500px; padding: 0 1em; color: #222; }
-h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+*, *::before, *::after { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto;
+       max-width: 1500px; padding: 0 1em; color: #222; line-height: 1.4; }
+h1 { margin-bottom: 0.2em; font-size: 1.7em; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+.scroll { max-width: 100%; overflow-x: auto; margin: 0.6em 0; }
+table { border-collapse: collapse; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; vertical-align: top; }
 th { background: #f2f2f2; text-align: left; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.total td { font-weight: bold; background: #fafafa; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+a.figure { display: block; max-width: 100%; margin: 0.4em 0; }
+img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.4em;
           vertical-align: -0.1em; border-radius: 2px; }
+.legend span.item { white-space: nowrap; margin-right: 1em; }
 .meta td:first-child { font-weight: bold; } .muted { color: #666; } .ok { color: #2a7a2a; }
-.warn { color: #b03a2e; } nav a { margin-right: 1em; } code { font-size: 0.95em; }
+.warn { color: #b03a2e; } nav a { display: inline-block; margin: 0 1em 0.3em 0; }
+code { font-size: 0.95em; overflow-wrap: anywhere; }
 """
 
 
@@ -611,7 +628,21 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: set[in
             for i, v in enumerate(row)
         )
         body.append(f"<tr{css}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return _scroll(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _scroll(table: str) -> str:
+    """A table in a box that scrolls sideways when the table is wider than the screen."""
+    return f'<div class="scroll">{table}</div>'
+
+
+def _figure(src: str, alt: str, *, lazy: bool = False) -> str:
+    """An image that opens at full size when clicked (a plain link: no script needed)."""
+    loading = ' loading="lazy"' if lazy else ""
+    return (
+        f'<a class="figure" href="{_e(src)}" title="open the full-size figure">'
+        f'<img src="{_e(src)}" alt="{_e(alt)}"{loading}></a>'
+    )
 
 
 def _quality_table(quality: dict[str, dict[str, dict[str, int]]]) -> str:
@@ -645,6 +676,7 @@ def _html(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>Quality report — {_e(url)}</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>Gait store quality report</h1>",
@@ -679,9 +711,14 @@ def _html(
         ("trials left out", report.n_trials_left_out),
         ("sources unavailable", len(report.sources_unavailable)),
     ]
-    parts.append('<h2 id="build">Build</h2><table class="meta"><tbody>')
-    parts += [f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in meta_rows]
-    parts.append("</tbody></table>")
+    parts.append('<h2 id="build">Build</h2>')
+    parts.append(
+        _scroll(
+            '<table class="meta"><tbody>'
+            + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in meta_rows)
+            + "</tbody></table>"
+        )
+    )
 
     # Stride counts per dataset
     per_dataset = table.groupby("dataset").agg(
@@ -696,9 +733,7 @@ def _html(
     parts.append('<h2 id="counts">Stride counts</h2>')
     parts.append("<h3>Per dataset</h3>")
     parts.append(_table(("dataset", "subjects", "strides", "% of total"), rows, {1, 2, 3}))
-    parts.append(
-        '<img src="figures/strides_per_dataset.png" alt="strides per dataset and activity">'
-    )
+    parts.append(_figure("figures/strides_per_dataset.png", "strides per dataset and activity"))
 
     # Per dataset x activity
     pivot = counts.pivot_table(
@@ -735,7 +770,7 @@ def _html(
         "<p>Share of each dataset's strides in which a component is present (its mask is set); "
         "absent components are NaN in the store and never enter the curves below.</p>"
     )
-    parts.append('<img src="figures/coverage.png" alt="component coverage per dataset">')
+    parts.append(_figure("figures/coverage.png", "component coverage per dataset"))
 
     # Quality gate
     parts.append('<h2 id="quality">Quality gate</h2>')
@@ -749,8 +784,8 @@ def _html(
     # Curves
     parts.append('<h2 id="curves">Ensemble curves</h2>')
     legend = " ".join(
-        f'<span><span class="swatch" style="background:{_e(styles[d]["color"])}"></span>'
-        f"{_e(d)}</span>&nbsp;&nbsp;"
+        f'<span class="item"><span class="swatch" style="background:{_e(styles[d]["color"])}">'
+        f"</span>{_e(d)}</span>"
         for d in sorted(styles)
     )
     parts.append(
@@ -760,7 +795,8 @@ def _html(
         "without the component (“no data”) or with it in fewer strides (“partial”). Angles "
         "in degrees, internal moments in N·m/kg, envelopes in units of the subject's median "
         "stride envelope peak. Signs: flexion / dorsiflexion, adduction and internal rotation "
-        f"positive.</p><p>Dataset colours: {legend}</p>"
+        "positive. Click a figure to open it at full size.</p>"
+        f'<p class="legend">Dataset colours: {legend}</p>'
     )
     parts.append(
         "<nav>"
@@ -772,7 +808,7 @@ def _html(
     for activity, label, files in curve_figures:
         parts.append(f'<h3 id="curves-{_e(_slug(activity))}">{_e(label)}</h3>')
         for alt, src in files:
-            parts.append(f'<img src="{_e(src)}" alt="{_e(alt)}" loading="lazy">')
+            parts.append(_figure(src, alt, lazy=True))
 
     # Mask / data contract
     parts.append('<h2 id="contract">Mask checks</h2>')

@@ -54,6 +54,10 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "dask_kubernetes": ("dask_kubernetes", "dask-kubernetes not installed (extra: kubernetes)"),
     "jsonschema": ("jsonschema", "jsonschema not installed (extra: test)"),
     "nbclient": ("nbclient", "nbclient not installed (extra: test)"),
+    "intake": ("intake", "intake not installed (extra: test)"),
+    "pint": ("pint", "pint not installed (extra: test)"),
+    "cf_xarray": ("cf_xarray", "cf_xarray not installed (extra: test)"),
+    "h5netcdf": ("h5netcdf", "h5netcdf not installed (extra: test)"),
 }
 
 
@@ -83,6 +87,10 @@ requires_kubernetes = _requires("kubernetes")
 requires_dask_kubernetes = _requires("dask_kubernetes")
 requires_jsonschema = _requires("jsonschema")
 requires_nbclient = _requires("nbclient")
+requires_intake = _requires("intake")
+requires_pint = _requires("pint")
+requires_cf_xarray = _requires("cf_xarray")
+requires_h5netcdf = _requires("h5netcdf")
 requires_real_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason=REAL_DATA_MISSING)
 
 # Small chunks and shards, so even the demo spans several write regions of each partition.

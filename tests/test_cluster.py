@@ -107,6 +107,29 @@ def test_build_on_an_existing_scheduler_equals_a_local_build(
     assert_same_arrays(tmp_path / "remote.zarr", tmp_path / "local.zarr")
 
 
+def test_bare_cluster_builds_on_the_scheduler_the_environment_names(
+    scheduler_address: str, demo_root: Path, tmp_path: Path
+) -> None:
+    """``--cluster`` with no value and DASK_SCHEDULER_ADDRESS set: the build runs its trials
+    on that scheduler's workers."""
+    raw = copy_demo_subset(demo_root, tmp_path / "raw", ("S02",))
+    catalog = demo_catalog(tmp_path, raw)
+    env = {**os.environ, "DASK_SCHEDULER_ADDRESS": scheduler_address}
+    env.pop("DASK_BUILDER__CLUSTER", None)
+    log = subprocess.run(
+        [sys.executable, "-m", "builder", "run", "--cluster", "--catalog", str(catalog),
+         "--output", str(tmp_path / "remote.zarr"), "--no-progress"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert log.returncode == 0, log.stderr + log.stdout
+    with Client(scheduler_address, timeout=60) as client:
+        prefixes = client.run_on_scheduler(
+            lambda dask_scheduler: sorted(dask_scheduler.task_prefixes)
+        )
+    assert "trial" in prefixes, prefixes  # the trials ran there
+    assert xr.open_zarr(tmp_path / "remote.zarr").sizes["stride"] == 10 * 16
+
+
 def staged_outcomes(output: Path) -> set[str]:
     """Trial keys whose outcome is staged beside ``output``."""
     trials = Path(f"{output}.build") / "trials"

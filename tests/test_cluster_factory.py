@@ -3,8 +3,14 @@ Kubernetes (the SLURM worker job and the DaskCluster resource are built, never s
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import socket
+import subprocess
 import sys
+import urllib.request
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +20,24 @@ from distributed.cli.dask_scheduler import main as dask_scheduler_cli
 from distributed.cli.dask_worker import main as dask_worker_cli
 
 from builder.cli import main
-from builder.cluster import cluster_kind, connect, kubernetes_cluster_spec, slurm_cluster
+from builder.cluster import (
+    cluster_kind,
+    configured_cluster,
+    connect,
+    free_dashboard_address,
+    kubernetes_cluster_spec,
+    slurm_cluster,
+)
 from builder.errors import BuilderError
 
-from helpers import REPO, demo_catalog, installed, requires_dask_kubernetes, requires_jobqueue
+from helpers import (
+    REPO,
+    copy_demo_subset,
+    demo_catalog,
+    installed,
+    requires_dask_kubernetes,
+    requires_jobqueue,
+)
 
 DASK = Path(sys.executable).with_name("dask")  # the `dask` command of this environment
 
@@ -84,6 +104,118 @@ def test_an_unknown_cluster_is_a_one_line_error(value: str) -> None:
     message = str(error.value)
     assert one_line(message) and repr(value) in message
     assert "slurm" in message and "kubernetes" in message and "tcp://host:8786" in message
+
+
+# --- bare --cluster: the cluster this environment is set up for -------------------------------
+
+NOTHING_CONFIGURED = {"scheduler-address": None, "builder.cluster": None}
+
+
+@pytest.fixture
+def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No scheduler address nor builder.cluster in the environment or Dask's config."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    with dask.config.set(NOTHING_CONFIGURED):
+        yield
+
+
+def test_configured_cluster_prefers_the_scheduler_dask_is_configured_with(
+    unconfigured: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with dask.config.set({"builder.cluster": "slurm"}):
+        assert configured_cluster() == "slurm"
+        with dask.config.set({"scheduler-address": "tcp://10.0.0.5:8786"}):
+            assert configured_cluster() == "tcp://10.0.0.5:8786"
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "scheduler:8786")  # set after Dask's import
+        assert configured_cluster() == "scheduler:8786"
+    with dask.config.set({"builder.cluster": "kubernetes"}):
+        assert configured_cluster() == "scheduler:8786"
+        monkeypatch.delenv("DASK_SCHEDULER_ADDRESS")
+        assert configured_cluster() == "kubernetes"
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, "set DASK_SCHEDULER_ADDRESS=tcp://host:8786"),
+        ({"builder.cluster": "pbs"}, "Dask config builder.cluster 'pbs' is neither"),
+        ({"scheduler-address": "slurm"}, "scheduler-address) 'slurm' is not a scheduler address"),
+    ],
+)
+def test_configured_cluster_errors_say_what_to_set(
+    unconfigured: None, config: dict[str, str], expected: str
+) -> None:
+    with dask.config.set(config), pytest.raises(BuilderError) as error:
+        configured_cluster()
+    message = str(error.value)
+    assert one_line(message) and expected in message, message
+
+
+def test_cli_bare_cluster_with_nothing_configured_is_one_line(
+    unconfigured: None, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    catalog = tmp_path / "never-read.yaml"  # the error comes before anything is read
+    assert main(["run", "--catalog", str(catalog), "--output", str(tmp_path / "g.zarr"),
+                 "--cluster", "--no-progress"]) == 1  # fmt: skip
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --cluster with no value: no cluster configured; set "), line
+    assert "DASK_BUILDER__CLUSTER=slurm|kubernetes" in line
+    assert not (tmp_path / "g.zarr.build").exists()
+
+
+# --- the dashboard's port ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def occupied(port: int = 0) -> Iterator[int]:
+    """A port held by a listening socket (``0``: any free one); yields its number."""
+    with socket.socket() as holder:
+        holder.bind(("", port))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def test_free_dashboard_address_keeps_a_free_port_and_replaces_a_taken_one() -> None:
+    with occupied() as taken:
+        assert free_dashboard_address(f":{taken}") == ":0"
+        assert free_dashboard_address(f"127.0.0.1:{taken}") == "127.0.0.1:0"
+    with occupied() as free:
+        pass  # closed: free again
+    assert free_dashboard_address(f":{free}") == f":{free}"
+    assert free_dashboard_address(":0") == ":0"
+
+
+@pytest.mark.cluster
+def test_a_taken_dashboard_port_gives_a_working_link_and_no_warning() -> None:
+    with occupied() as taken, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with connect(None, 1, f":{taken}") as client:
+            link = client.dashboard_link
+            with urllib.request.urlopen(link, timeout=60) as answer:
+                assert answer.status == 200
+    assert f":{taken}/" not in link and link.startswith("http://")
+    assert not [w for w in caught if "already in use" in str(w.message)], caught
+
+
+@pytest.mark.cluster
+def test_the_cli_prints_a_working_dashboard_link_when_8787_is_taken(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    """The default port taken (by this test, or by anyone else): no Dask warning on stderr,
+    and the printed link names another port."""
+    catalog = demo_catalog(tmp_path, copy_demo_subset(demo_root, tmp_path / "raw", ("S02",)))
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(OSError):  # already taken: just as good
+            stack.enter_context(occupied(8787))
+        run = subprocess.run(
+            [sys.executable, "-m", "builder", "run", "--catalog", str(catalog), "--workers", "1",
+             "--output", str(tmp_path / "gait.zarr"), "--no-progress"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "already in use" not in run.stderr + run.stdout, run.stderr
+    (link,) = [line for line in run.stderr.splitlines() if line.startswith("Dask dashboard: ")]
+    assert link.startswith("Dask dashboard: http://") and ":8787/" not in link, link
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,23 @@ def test_storage_failures_are_reported_and_retried_next_time(spec_and_staging, m
     assert process_trial(spec, key, staging, isolate=False).ok
 
 
+def test_permanent_storage_faults_say_what_to_fix_not_to_wait(spec_and_staging, monkeypatch) -> None:
+    spec, staging = spec_and_staging
+    key = trial_key(spec)
+
+    def forbidden(self, url: str) -> str:
+        raise PermissionError(13, "Permission denied", url)
+
+    monkeypatch.setattr(FileAccess, "local_path", forbidden)
+    outcome = process_trial(spec, key, staging, isolate=False)
+    # Retried by the next run (once fixed), but the reason says what to fix, not to wait.
+    assert not outcome.ok and outcome.retry
+    assert "permission denied, choose a location you may write to, or fix its permissions" in (
+        outcome.reason
+    )
+    assert "storage answers" not in outcome.reason and spec.url in outcome.reason
+
+
 def test_bad_input_is_final_and_names_the_problem(spec_and_staging, tmp_path: Path) -> None:
     spec, staging = spec_and_staging
     Path(spec.url).write_bytes(b"\x00" * 600)

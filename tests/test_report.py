@@ -37,7 +37,7 @@ def store(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     ``demo``: subject S01, all 10 trials (full kinematics, kinetics, 10 muscles), plus a
     truncated copy of one of its files. ``labB``: subject S02's 6 level-walking trials read
-    with only 3 EMG channels and no kinetics. ``ghost``: a driver that does not exist.
+    with only 3 EMG channels and no kinetics. ``ghost``: an entry whose files do not exist.
     """
     folder = tmp_path_factory.mktemp("report_store")
     raw_a = copy_demo_subset(demo_root, folder / "raw_a", ("S01",))
@@ -61,7 +61,7 @@ def store(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     lab_b["metadata"]["activity_map"] = {"walk": "walk"}
     catalog["sources"]["labB"] = lab_b
     catalog["sources"]["ghost"] = {
-        "driver": "no_such_format",
+        "driver": "c3d",
         "args": {"urlpath": f"{folder}/ghost/{{subject}}.dat"},
         "metadata": {"dataset": "ghost", "licence": "none", "citation": "none"},
     }
@@ -173,7 +173,7 @@ def test_left_out_trials_and_unavailable_sources_are_listed_with_reasons(report:
     assert broken[1] == "demo" and "truncated" in broken[3]
     unavailable = page.table_with("source", "reason")[1:]
     assert [row[0] for row in unavailable] == ["ghost"]
-    assert "no_such_format" in unavailable[0][1]
+    assert "no files match" in unavailable[0][1]
     text = report.read_text()
     assert "Trials left out (1)" in page.headings and "Sources unavailable (1)" in page.headings
     build = {row[0]: row[1] for row in page.tables[0]}

@@ -114,6 +114,15 @@ def test_export_runs_in_onnxruntime_like_pytorch_at_any_batch(runs, model, tmp_p
         (out,) = session.run(None, {spec["name"]: np.zeros(shape, np.float32)})
         assert out.shape[0] == batch and np.isfinite(out).all()
     assert manifest["outputs"][0]["units"] and manifest["store"]["fingerprint"]
+    # the layout, units and store travel inside the ONNX file (issue 12)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["model"] == model and meta["store.version"] == manifest["store"]["version"]
+    assert meta["store.fingerprint"] == manifest["store"]["fingerprint"]
+    for kind, specs in (("input", manifest["inputs"]), ("output", manifest["outputs"])):
+        for s in specs:
+            dims = meta[f"{kind}.{s['name']}.dims"].split(",")
+            assert len(dims) == len(s["shape"]) and "axis1" not in dims  # named, not generic
+            assert meta[f"{kind}.{s['name']}.units"] == s["units"]
 
 
 def test_training_is_reproducible_from_its_seed(demo_store, runs, tmp_path) -> None:

@@ -23,6 +23,7 @@ from builder.store.layout import (
     REPORT_NAME,
     ChunkLayout,
     create_template,
+    encode_root_attrs,
     expected_chunk_keys,
 )
 from builder.store.staging import Staging
@@ -110,30 +111,32 @@ def finalise(
     """
     group = output.location.open_group("r+", version=version)
     group.attrs.update(
-        {
-            "title": "gait stride store",
-            "builder_version": __version__,
-            "build_version": report.version,
-            "created": report.created,
-            "catalog": report.catalog,
-            "catalog_sha256": report.catalog_sha256,
-            "n_strides": plan.n_strides,
-            "n_trials": report.n_trials_built,
-            "joints": list(JOINTS),
-            "planes": list(PLANES),
-            "muscles": list(MUSCLES),
-            "sign_convention": (
-                "flexion/dorsiflexion, adduction and internal rotation positive; "
-                "moments are internal net joint moments with the same axis signs"
-            ),
-            "emg_normalisation": (
-                "emg and emg_envelope are divided by emg_scale: per subject and muscle, the "
-                "median over strides of the envelope peak (volts); multiply to undo"
-            ),
-            "build_report": REPORT_NAME,
-            "stride_index": INDEX_NAME,
-            "datasets": datasets,
-        }
+        encode_root_attrs(  # lists and mappings as JSON text: netCDF-compatible attributes
+            {
+                "title": "gait stride store",
+                "builder_version": __version__,
+                "build_version": report.version,
+                "created": report.created,
+                "catalog": report.catalog,
+                "catalog_sha256": report.catalog_sha256,
+                "n_strides": plan.n_strides,
+                "n_trials": report.n_trials_built,
+                "joints": list(JOINTS),
+                "planes": list(PLANES),
+                "muscles": list(MUSCLES),
+                "sign_convention": (
+                    "flexion/dorsiflexion, adduction and internal rotation positive; "
+                    "moments are internal net joint moments with the same axis signs"
+                ),
+                "emg_normalisation": (
+                    "emg and emg_envelope are divided by emg_scale: per subject and muscle, the "
+                    "median over strides of the envelope peak (volts); multiply to undo"
+                ),
+                "build_report": REPORT_NAME,
+                "stride_index": INDEX_NAME,
+                "datasets": datasets,
+            }
+        )
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")

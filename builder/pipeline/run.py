@@ -30,7 +30,13 @@ from typing import Any
 from dask.distributed import Client, Future
 
 from builder._version import __version__
-from builder.catalog import Catalog, UnavailableSource, expand_trials, load_catalog
+from builder.catalog import (
+    Catalog,
+    UnavailableSource,
+    check_drivers,
+    expand_trials,
+    load_catalog,
+)
 from builder.cluster import connect
 from builder.errors import BuilderError, StoreError
 from builder.pipeline.options import BuildOptions
@@ -39,6 +45,7 @@ from builder.pipeline.publish import dataset_sources, finalise, write_store
 from builder.pipeline.report import BuildReport, make_report, now_utc, parse_report
 from builder.pipeline.trial import describe_error, process_trial
 from builder.records import TrialSpec
+from builder.store.faults import is_storage_error, storage_error
 from builder.store.layout import ChunkLayout
 from builder.store.location import StoreLocation
 from builder.store.staging import Staging, TrialOutcome, trial_key
@@ -66,13 +73,25 @@ def build(
 
     Messages go to the ``builder`` logger; progress (when ``options.progress``) to
     ``on_progress`` (see :mod:`builder.pipeline.progress`).
+
+    What can be known before any work fails at once, in one line, before the output is
+    touched or a cluster started: a bad catalogue or misspelt driver, an output that cannot
+    be reached or written (no credentials, wrong endpoint, no such bucket, a file in the way),
+    a catalogue that gives no trial at all.
     """
     catalog = load_catalog(catalog_path, options.variables)
+    check_drivers(catalog)
+    location = StoreLocation(options.output, options.storage_options)
+    location.check_reachable()
     specs, unavailable = expand_trials(catalog, options.storage_options)
+    staging = location.staging
+    if not specs:  # said once, in the error; a first build touches nothing
+        with location.storage_errors():
+            first = not staging.fs.exists(staging.root)
+        if first:
+            raise _no_trials(catalog_path, unavailable)
     for source in unavailable:
         log.warning("source %r: %s", source.source, source.reason)
-    location = StoreLocation(options.output, options.storage_options)
-    staging = location.staging
     progress = on_progress if options.progress else None
     try:
         with staging.lock() as taken_over:
@@ -80,19 +99,23 @@ def build(
                 log.warning(taken_over)
             try:
                 return _build_locked(catalog, specs, unavailable, options, progress, location)
-            except OSError as exc:  # storage that keeps failing after its own retries
-                error = _storage_error(options.output, exc)
-                staging.record_failure(str(error))
-                raise error from None
             except (KeyboardInterrupt, SystemExit):
                 staging.record_failure("interrupted; a re-run resumes it", state="interrupted")
                 raise
-            except Exception as exc:  # `info` then says how the last build ended
-                message = str(exc) if isinstance(exc, BuilderError) else describe_error(exc)
+            except Exception as exc:  # `info` (and <output>, before a first build) say why
+                error = _translated(options.output, exc, _INTACT)
+                message = str(error) if isinstance(error, BuilderError) else describe_error(exc)
                 staging.record_failure(message)
-                raise
-    except OSError as exc:  # the lock itself: storage down before the build began
-        raise _storage_error(options.output, exc) from None
+                location.versions.mark_failed(message)
+                if error is exc:
+                    raise
+                raise error from None
+    except BuilderError:
+        raise
+    except Exception as exc:  # the lock itself: storage down before the build began
+        if not is_storage_error(exc):
+            raise
+        raise storage_error(options.output, exc, _INTACT) from None
 
 
 def prune(
@@ -102,13 +125,19 @@ def prune(
     build lock. Returns (removed, kept)."""
     location = StoreLocation(output_url, storage_options)
     output = location.versions
-    if output.published() is None:
+    with location.storage_errors():
+        published = output.published()
+    if published is None:
         raise StoreError(f"{output_url}: no published build here; nothing to prune")
     try:
         with location.staging.lock():
             removed = output.prune(keep)
-    except OSError as exc:
-        raise _storage_error(output_url, exc) from None
+    except BuilderError:
+        raise
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        raise storage_error(output_url, exc, "the published version is intact") from None
     return removed, output.versions()
 
 
@@ -121,11 +150,18 @@ def worker_log_path(staging: Staging) -> str:
     return os.path.join(tempfile.gettempdir(), "gait-builder-logs", f"{name}.dask.log")
 
 
-def _storage_error(output: str, exc: OSError) -> StoreError:
-    return StoreError(
-        f"{output}: storage error ({describe_error(exc)}); nothing was published and the previous "
-        "version is intact; re-run when the storage answers again"
-    )
+_INTACT = "nothing was published and the previous version is intact"
+
+
+def _no_trials(catalog_path: str, unavailable: list[UnavailableSource]) -> BuilderError:
+    reasons = "; ".join(f"source {u.source!r}: {u.reason}" for u in unavailable[:3])
+    return BuilderError(f"{catalog_path}: no trial to build ({reasons or 'it declares no source'})")
+
+
+def _translated(output: str, exc: Exception, outcome: str) -> Exception:
+    """A storage exception as one line saying what to fix (re-running only for faults that
+    may pass); any other exception as it is."""
+    return storage_error(output, exc, outcome) if is_storage_error(exc) else exc
 
 
 def _build_locked(
@@ -137,6 +173,8 @@ def _build_locked(
     location: StoreLocation,
 ) -> BuildResult:
     catalog_path = catalog.path
+    if not specs:  # before the output is claimed or a cluster started
+        raise _no_trials(catalog_path, unavailable)
     trials = {trial_key(spec): spec for spec in specs}
     fingerprint = _fingerprint(trials, options.layout)
 
@@ -211,9 +249,9 @@ def _build_locked(
             passing = report.retryable()
             if passing and len(passing) == len(report.trials_left_out):
                 raise StoreError(
-                    f"{options.output}: storage error: every trial failed with errors that "
-                    f"may pass (first: {report.first_reason()}); nothing was published and "
-                    "the previous version is intact; re-run when the storage answers again"
+                    f"{options.output}: every trial failed with storage or machine errors "
+                    f"(first: {report.first_reason()}); nothing was published and the previous "
+                    "version is intact; the next run retries them"
                 )
             raise BuilderError(
                 f"{catalog_path}: no trial produced a stride, nothing to publish "

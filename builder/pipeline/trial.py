@@ -15,6 +15,7 @@ from builder.processing.emg import EmgProcessing
 from builder.processing.quality import merge_counts
 from builder.processing.trial import build_strides, concatenate_batches
 from builder.records import RECORDING_METADATA, StrideBatch, TrialSpec
+from builder.store.faults import storage_fault
 from builder.store.staging import Staging, TrialOutcome
 
 
@@ -86,26 +87,35 @@ def process_trial(
         )
     except SourceError as exc:
         outcome = TrialOutcome(key, ok=False, reason=exc.problem)
-    except (OSError, TimeoutError, MemoryError) as exc:
-        # Possibly passing (I/O, memory): reported now, retried by the next run.
-        outcome = TrialOutcome(
-            key,
-            ok=False,
-            reason=f"{describe_error(exc)} while {stage}; the next run retries it",
-            retry=True,
-        )
     except Exception as exc:  # one bad input must never stop the build
-        outcome = TrialOutcome(
-            key,
-            ok=False,
-            reason=(
-                f"unexpected error while {stage} ({describe_error(exc)}): the file has a layout "
-                f"the {spec.adapter} adapter does not handle, or the builder has a bug; please "
-                "report it with the file"
-            ),
-        )
+        fault = storage_fault(exc, spec.url)
+        if fault is not None or isinstance(exc, (OSError, TimeoutError, MemoryError)):
+            # Storage, machine or memory, not the file: reported now, retried by the next run.
+            # A permanent fault (permission, read-only, no credentials...) says what to fix.
+            advice = f": {fault.problem}, {fault.advice}" if fault and fault.permanent else ""
+            outcome = TrialOutcome(
+                key,
+                ok=False,
+                reason=f"{describe_error(exc)} while {stage}{advice}; the next run retries it",
+                retry=True,
+            )
+        else:
+            outcome = _unexpected(spec, key, stage, exc)
     staging.save_outcome(outcome)
     return outcome
+
+
+def _unexpected(spec: TrialSpec, key: str, stage: str, exc: Exception) -> TrialOutcome:
+    """An error no adapter check foresaw: final for this file, and a bug report is welcome."""
+    return TrialOutcome(
+        key,
+        ok=False,
+        reason=(
+            f"unexpected error while {stage} ({describe_error(exc)}): the file has a layout "
+            f"the {spec.adapter} adapter does not handle, or the builder has a bug; please "
+            "report it with the file"
+        ),
+    )
 
 
 def describe_error(exc: BaseException) -> str:

@@ -10,17 +10,20 @@ given the URL and the options (they open their own asynchronous store from them)
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import fsspec
 import zarr
 
-from builder.errors import StoreError
+from builder.errors import BuilderError, StoreError
 from builder.store._files import is_local
+from builder.store.faults import is_storage_error, no_such_bucket, storage_error
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -90,6 +93,44 @@ class StoreLocation:
     def is_local(self) -> bool:
         return is_local(self.fs)
 
+    def check_reachable(self) -> None:
+        """Fail at once, in one line saying what to set, when the output's storage cannot be
+        used: no or refused credentials, a wrong endpoint, a bucket that does not exist (the
+        builder never creates buckets), a file where a folder should be, a read-only place.
+        One request on an object store; none on local disk."""
+        with self.storage_errors():
+            if self.is_local:
+                _check_local_folder(self.path)
+                return
+            bucket = self._bucket()
+            if bucket is None:
+                return
+            try:
+                self.fs.info(bucket)
+            except FileNotFoundError:
+                raise no_such_bucket(self._url) from None
+
+    @contextlib.contextmanager
+    def storage_errors(self, outcome: str = "") -> Iterator[None]:
+        """Storage exceptions (fsspec, s3fs, botocore, the OS) raised inside as one
+        :class:`StoreError` line naming this URL, what went wrong and what to set; ``outcome``
+        says what the failure left. Other exceptions pass through."""
+        try:
+            yield
+        except BuilderError:
+            raise
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            raise storage_error(self._url, exc, outcome) from None
+
+    def _bucket(self) -> str | None:
+        """The bucket (container) of an object-store output; None for other filesystems."""
+        split = getattr(self.fs, "split_path", None)  # s3fs, gcsfs, adlfs: (bucket, key, …)
+        if not callable(split):
+            return None
+        return str(split(self.path)[0]) or None
+
     # --- what lives beside the output ------------------------------------------------------
     # versions.py and staging.py build on this module, hence the imports in the methods.
     @cached_property
@@ -135,14 +176,18 @@ class StoreLocation:
             url = self.version_url(version)
         else:
             url = self.pin() if mode == "r" else self._url
-        return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=self.zarr_options)
+        with self.storage_errors():
+            return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=self.zarr_options)
 
-    def open_dataset(self) -> xr.Dataset:
-        """The pinned version as a labelled dataset (as ``xarray.open_zarr`` gives it): a
-        later publish never changes what it reads."""
+    def open_dataset(self, **options: Any) -> xr.Dataset:
+        """The pinned version as a labelled dataset (as ``xarray.open_zarr`` gives it, with
+        ``options``): a later publish never changes what it reads. The stride table is in
+        memory (store/xarray_backend.py)."""
         import xarray as xr  # readers only: the build and its workers never need it
 
-        return xr.open_zarr(self.pin(), storage_options=self.zarr_options)
+        from builder.store.xarray_backend import gait_dataset
+
+        return gait_dataset(xr.open_zarr(self.pin(), storage_options=self.zarr_options, **options))
 
     def read_report(self, version: str | None = None) -> dict[str, Any]:
         """The build report (JSON) of ``version``, or of the version :meth:`pin` gives."""
@@ -152,13 +197,14 @@ class StoreLocation:
             url, path = self._pinned()
         else:
             url, path = self.version_url(version), self.versions.version_path(version)
-        try:
-            with self.fs.open(f"{path}/{REPORT_NAME}", "rb") as f:
-                return json.loads(f.read())
-        except FileNotFoundError:
-            raise StoreError(
-                f"{url}: the store has no {REPORT_NAME} (not written by builder?)"
-            ) from None
+        with self.storage_errors():
+            try:
+                with self.fs.open(f"{path}/{REPORT_NAME}", "rb") as f:
+                    return json.loads(f.read())
+            except FileNotFoundError:
+                raise StoreError(
+                    f"{url}: the store has no {REPORT_NAME} (not written by builder?)"
+                ) from None
 
     def _pinned(self) -> tuple[str, str]:
         """(URL, path) of the version this URL opens now (see :meth:`pin`)."""
@@ -166,22 +212,32 @@ class StoreLocation:
         if version is None or self.path.endswith(f"/{version}"):
             return self._url, self.path
         path = f"{self.path}.versions/{version}"
-        if not self.fs.exists(f"{path}/zarr.json"):
+        with self.storage_errors():
+            copied = not self.fs.exists(f"{path}/zarr.json")
+        if copied:
             return self._url, self.path  # a copy without its versions (cp -r gait.zarr ...)
         return f"{self._url}.versions/{version}", path
 
     def _root_metadata(self) -> dict[str, Any]:
         """The root metadata of a complete store here; StoreError saying why otherwise."""
         root = f"{self.path}/zarr.json"
-        if not self.fs.exists(root):
-            if self.fs.exists(f"{self.path}.build"):
+        with self.storage_errors():  # the first request of every reader
+            found = self.fs.exists(root)
+            if not found and self.fs.exists(f"{self.path}.build"):
                 raise StoreError(f"{self._url}: no complete build yet; {self._build_status()}")
+        if not found:
+            if not self.is_local:  # no such bucket (or no access to it): say so
+                self.check_reachable()
             raise StoreError(f"{self._url}: no store here")
         try:
             with self.fs.open(root, "rb") as f:
                 meta = json.loads(f.read())
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             raise StoreError(f"{self._url}: unreadable store metadata ({exc})") from None
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            raise storage_error(self._url, exc, "cannot read its metadata") from None
         if not isinstance(meta, dict) or meta.get("zarr_format") != 3:
             raise StoreError(f"{self._url}: no complete build yet; {self._build_status()}")
         return meta
@@ -204,3 +260,19 @@ class StoreLocation:
     def __reduce__(self) -> tuple[type[StoreLocation], tuple[str, dict[str, Any]]]:
         # Only the URL and the options travel; the filesystem is opened again where it lands.
         return StoreLocation, (self._url, self._options)
+
+
+def _check_local_folder(path: str) -> None:
+    """Raise the OSError that writing ``path`` (a folder to create) would meet: its nearest
+    existing parent is a file, or read-only, or not writable by this user."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        return  # the output's own name: the ownership check says "exists and is a file"
+    parent = path
+    while not os.path.lexists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", parent)
+    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+        raise OSError(errno.EROFS, "Read-only file system", parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", parent)

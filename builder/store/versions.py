@@ -18,8 +18,9 @@ keys stay untouched by the next publishes, as long as the encodings do not repea
   (``c/0/0``, ``c.0.0``, ``0.0``, ``0/0``), so their chunks stay for the next **3** publishes;
 - 1-D arrays (stride table, stride offsets): Zarr gives only 3 distinct keys for one index
   (``c/0``, ``c.0``, ``0``), so they stay for the next **2** publishes. The third reuses
-  them with another chunk size, so that a reader holding them fails to decode instead of
-  reading another version's values (see :func:`one_dim_chunk_halved`).
+  them with another chunk size in the same shard, so that a reader holding them fails to
+  decode (the shard index checksum) instead of reading another version's values (see
+  :func:`one_dim_chunk_halved`).
 
 Keys of publishes older than that are deleted only after the switch; the keys the builder
 put there are recorded in the marker file, so nothing else under ``<output>/`` is touched.
@@ -49,6 +50,10 @@ _PLACEHOLDER_MESSAGE = (
     "none: no complete build of this store exists yet; a build is under way or was "
     "interrupted (re-run `builder run` to finish it; progress in {output}.build)"
 )
+_FAILED_MESSAGE = (  # the placeholder after a failed build, until one is published
+    "none: no complete build of this store exists yet; the last build failed: {reason} "
+    "(re-run `builder run` once that is fixed; see `builder info {output}`)"
+)
 # Chunk-key encodings, used in turn by consecutive versions (see the module docstring).
 _ENCODINGS_ND = (("default", "/"), ("default", "."), ("v2", "."), ("v2", "/"))
 _ENCODINGS_1D = (("default", "/"), ("default", "."), ("v2", "."))
@@ -72,8 +77,9 @@ def chunk_key_encoding(version: str, ndim: int) -> dict[str, Any]:
 
 
 def one_dim_chunk_halved(version: str) -> bool:
-    """Whether ``version``'s 1-D arrays use half-size chunks: alternate in each round of the
-    1-D encodings, so two versions sharing 1-D keys never share their chunk size."""
+    """Whether ``version``'s stride-partitioned arrays (1-D ones included, all alike) use
+    half-size chunks: alternate in each round of the 1-D encodings, so two versions sharing
+    1-D keys never share their chunk size."""
     return (version_number(version) // len(_ENCODINGS_1D)) % 2 == 1
 
 
@@ -286,10 +292,17 @@ class VersionedOutput:
         history = marker.get("published", [])
         return history if isinstance(history, list) else []
 
-    def _show_placeholder(self) -> None:
-        if self.fs.exists(f"{self.path}/zarr.json"):
-            return
-        message = _PLACEHOLDER_MESSAGE.format(output=self.url)
+    def mark_failed(self, reason: str) -> None:
+        """After a failed build, while none is published: ``<output>`` (if the builder's) says
+        that the last build failed and why, instead of "under way" (or being empty). Best
+        effort: the storage that made the build fail may refuse this write too."""
+        with contextlib.suppress(Exception):
+            if self.fs.exists(f"{self.path}/{MARKER}") and self.published() is None:
+                self._show_placeholder(_FAILED_MESSAGE.format(reason=reason, output=self.url))
+
+    def _show_placeholder(self, message: str | None = None) -> None:
+        """Write the placeholder ``zarr.json`` (only while nothing is published)."""
+        message = message or _PLACEHOLDER_MESSAGE.format(output=self.url)
         metadata = json.dumps({"zarr_format": message, "node_type": "group"}).encode()
         self.fs.makedirs(self.path, exist_ok=True)
         self.fs.pipe_file(f"{self.path}/zarr.json", metadata)

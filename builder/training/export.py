@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from builder._version import __version__
 from builder.errors import TrainingError
 from builder.store.ownership import MARKER, NotOwnedError, claim_local
 from builder.store.staging import nan_to_null
@@ -38,6 +40,18 @@ MANIFEST = "manifest.json"
 OPSET = 18
 PARITY_BATCHES = (1, 7, 64)
 PARITY_TOLERANCE = 1e-4  # max abs difference accepted between onnxruntime and PyTorch
+MAX_BATCH = 4096  # the exported graph's batch axis: 1 to this
+METADATA_FORMAT = "gait-builder-onnx/1"  # the metadata_props keys below (onnx_metadata)
+# The reference models' tensors, by name: their axes in order (PyTorch's (batch, channel,
+# time) for the TCN's window; features, muscles and phases as each description lists them).
+TENSOR_AXES: dict[str, tuple[str, ...]] = {
+    "hip_angle": ("batch", "channel", "time"),
+    "hip_moment": ("batch", "channel"),
+    "kinematics": ("batch", "feature"),
+    "emg_envelope": ("batch", "muscle"),
+    "features": ("batch", "feature"),
+    "phase_probability": ("batch", "phase"),
+}
 RELEASE_KIND = "release"  # the ownership marker's kind for a release folder
 SCRATCH_PREFIX = ".export-"  # an export in progress, inside the release folder
 
@@ -80,7 +94,7 @@ def _write_release(
 ) -> dict[str, Any]:
     """The release's files and manifest in ``folder`` (messages name ``out``, where they go)."""
     onnx_path = folder / ONNX_NAME
-    write_onnx(deployable, onnx_path)
+    write_onnx(deployable, onnx_path, onnx_metadata(checkpoint, deployable))
     parity = check_parity(deployable, onnx_path)
     if parity["max_abs_diff"] > PARITY_TOLERANCE:
         raise TrainingError(
@@ -181,16 +195,72 @@ def _move_in(scratch: Path, out: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def write_onnx(deployable: Deployable, path: Path) -> None:
-    """The deployable network as ONNX, batch axis dynamic, weights inside the file."""
+def write_onnx(
+    deployable: Deployable, path: Path, metadata: Mapping[str, str] | None = None
+) -> None:
+    """The deployable network as ONNX, batch axis dynamic, weights inside the file, and
+    ``metadata`` as the model's ``metadata_props`` (onnxruntime: ``custom_metadata_map``)."""
     examples = tuple(spec.example(batch=2) for spec in deployable.inputs)
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # the exporter logs every torchvision op it cannot register and warns about internals
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _export(deployable, examples, path, batch)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    model = onnx.load(str(path))
+    if metadata:
+        exporter = {prop.key: prop.value for prop in model.metadata_props}  # kept, ours win
+        onnx.helper.set_model_props(model, exporter | dict(metadata))
+        model.doc_string = deployable.summary
+        onnx.save(model, str(path))
+    onnx.checker.check_model(model, full_check=True)
+
+
+def onnx_metadata(checkpoint: Mapping[str, Any], deployable: Deployable) -> dict[str, str]:
+    """What a controller integrator needs beside the graph, as flat string pairs: the model,
+    each input's and output's layout (axis names in order, shape, dtype, units, meaning), the
+    store build it was trained on and the builder versions. ``io`` repeats the layout as JSON."""
+    meta: dict[str, Any] = {
+        "format": METADATA_FORMAT,
+        "model": checkpoint["model"],
+        "summary": deployable.summary,
+        "inputs": ",".join(spec.name for spec in deployable.inputs),
+        "outputs": ",".join(spec.name for spec in deployable.outputs),
+        "batch_axis": f"0 (dynamic, 1 to {MAX_BATCH})",
+        "builder_version": checkpoint.get("builder_version"),  # the one that trained it
+        "exported_by": f"gait-builder {__version__}",
+        "trained": checkpoint.get("created"),
+        "opset": OPSET,
+    }
+    io: dict[str, list[dict[str, Any]]] = {"inputs": [], "outputs": []}
+    for kind, specs in (("input", deployable.inputs), ("output", deployable.outputs)):
+        for spec in specs:
+            entry = spec.as_dict() | {"dims": list(tensor_axes(spec.name, spec.shape))}
+            io[f"{kind}s"].append(entry)
+            meta[f"{kind}.{spec.name}.dims"] = ",".join(entry["dims"])
+            meta[f"{kind}.{spec.name}.shape"] = ",".join(str(d) for d in spec.shape)
+            meta[f"{kind}.{spec.name}.dtype"] = entry["dtype"]
+            meta[f"{kind}.{spec.name}.units"] = spec.units
+            meta[f"{kind}.{spec.name}.description"] = spec.description
+    meta["io"] = json.dumps(io)
+    config = checkpoint.get("config") or {}
+    if "rate_hz" in config:  # a model on a sample stream (not on time-normalised strides)
+        meta["sample_rate_hz"] = config["rate_hz"]
+    store = checkpoint.get("store") or {}
+    for key in ("url", "version_url", "version", "fingerprint", "created", "n_strides"):
+        meta[f"store.{key}"] = store.get(key)
+    if checkpoint.get("settings") is not None:
+        meta["training"] = json.dumps(nan_to_null(checkpoint["settings"]))
+    return {key: str(value) for key, value in meta.items() if value is not None}
+
+
+def tensor_axes(name: str, shape: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The axis names of a reference model's tensor (TensorSpec gives sizes only); an unknown
+    tensor gets "batch", "axis1", "axis2", ..."""
+    known = TENSOR_AXES.get(name)
+    if known is not None and len(known) == len(shape):
+        return known
+    return ("batch", *(f"axis{i}" for i in range(1, len(shape))))
 
 
 def _export(

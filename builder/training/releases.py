@@ -25,6 +25,7 @@ from typing import Any
 import fsspec
 
 from builder.errors import TrainingError, one_line
+from builder.store.location import StoreLocation
 from builder.store.ownership import MARKER, NotOwnedError, marker_content
 from builder.training.export import MANIFEST
 
@@ -141,6 +142,9 @@ def pull(
 def list_releases(url: str, storage_options: dict[str, Any] | None = None) -> list[Release]:
     """Every release under ``url``, by model then version number; one whose manifest cannot
     be read is listed with its ``problem`` and a :class:`ReleaseWarning`."""
+    location = StoreLocation(url, storage_options)
+    if location.is_local and not location.fs.isdir(location.path):
+        raise TrainingError(f"{url}: no such folder (no releases pushed here)")
     releases = _scan(url, storage_options)
     _warn_unreadable(releases)
     return releases
@@ -157,6 +161,9 @@ def _scan(url: str, storage_options: dict[str, Any] | None) -> list[Release]:
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     root = root.rstrip("/")
     fs.invalidate_cache()
+    location = StoreLocation(url, storage_options)
+    if not location.is_local:  # a missing bucket, refused credentials: one line, not "none"
+        location.check_reachable()
     releases = []
     for model_path in _folders(fs, root):
         for version_path in _folders(fs, model_path):

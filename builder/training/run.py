@@ -21,6 +21,7 @@ import torch
 from builder._version import __version__
 from builder.errors import StoreError, TrainingError
 from builder.pipeline.report import read_build_report
+from builder.store.location import StoreLocation
 from builder.store.reader import pin_version
 from builder.store.staging import nan_to_null
 from builder.training.loop import TrainSettings, seed_everything
@@ -46,6 +47,7 @@ def train(
     on_progress: OnTrainingProgress | None = None,
 ) -> RunFiles:
     """Train ``model_name`` on ``settings.source`` and write the run's files into ``out``."""
+    check_run_folder(out)
     model = reference_model(model_name)
     store = store_identity(settings.source.url, settings.source.storage_options)
     seed_everything(settings.seed)
@@ -81,6 +83,17 @@ def train(
     trained.figure.savefig(files.figure, dpi=110)
     plt.close(trained.figure)
     return files
+
+
+def check_run_folder(out: Path) -> None:
+    """Fail in one line, before any data is read, when the run folder cannot be written (a
+    file in the way, a read-only or foreign place): not after training."""
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out}: exists and is a file; choose another --out")
+    try:
+        StoreLocation(str(out.absolute())).check_reachable()
+    except StoreError as exc:
+        raise TrainingError(f"--out {exc}") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
