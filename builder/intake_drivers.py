@@ -21,6 +21,7 @@ Errors are :class:`builder.errors.BuilderError` subclasses, one line each.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 import re
@@ -77,7 +78,7 @@ def trial_table(specs: list[TrialSpec]) -> pd.DataFrame:
     )
 
 
-class _TrialSource(DataSource):  # intake ships no type information (Any)
+class _TrialSource(DataSource, abc.ABC):  # intake ships no type information (Any)
     """A builder catalogue source as an intake ``dataframe`` source (its trial table)."""
 
     container = "dataframe"
@@ -95,9 +96,9 @@ class _TrialSource(DataSource):  # intake ships no type information (Any)
         self.variables = dict(variables or {})  # builder template variables ({{ demo_root }})
         self._table: pd.DataFrame | None = None
 
+    @abc.abstractmethod
     def _catalog(self) -> Catalog:
         """A builder catalogue holding this one source."""
-        raise NotImplementedError
 
     def _source_name(self) -> str:
         # intake names the instance after its catalogue entry (the class's name is the driver's)

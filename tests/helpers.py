@@ -4,11 +4,13 @@ entries."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -269,3 +271,31 @@ def process_all(specs: dict[str, TrialSpec], folder: Path) -> dict[str, tuple[Tr
         assert outcome.ok, (name, outcome.reason)
         out[name] = (spec, outcome, staging.load_batch(key))
     return out
+
+
+@contextlib.contextmanager
+def moto_server(credentials: dict[str, str], buckets: tuple[str, ...] = ()) -> Iterator[str]:
+    """A moto S3 server over HTTP on localhost (its endpoint URL), with ``credentials`` in the
+    environment (restored afterwards) and ``buckets`` created."""
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    saved = {k: os.environ.get(k) for k in credentials}
+    os.environ.update(credentials)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        fs = fsspec.filesystem("s3", endpoint_url=endpoint, skip_instance_cache=True)
+        for bucket in buckets:
+            fs.mkdir(bucket)
+        yield endpoint
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

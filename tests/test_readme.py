@@ -16,8 +16,6 @@ What a block may need, and how it gets it:
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from typing import Any
 import fsspec
 import pytest
 
-from helpers import REPO
+from helpers import REPO, moto_server
 
 README = REPO / "README.md"
 
@@ -93,28 +91,13 @@ def s3_demo(demo_store: tuple[Path, Any]) -> Iterator[str]:
     """A moto S3 server on localhost holding the demo store (moving name and versions) at
     ``s3://gait/store.zarr``; yields the endpoint URL."""
     pytest.importorskip("moto", reason="moto not installed (extra: test)")
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    fs = fsspec.filesystem("s3", endpoint_url=endpoint)
-    fs.mkdir(S3_STORE.split("/")[0])
-    path = demo_store[0]
-    for local, remote in ((path, S3_STORE), (Path(f"{path}.versions"), f"{S3_STORE}.versions")):
-        for file in (f for f in local.rglob("*") if f.is_file()):
-            fs.put_file(str(file), f"{remote}/{file.relative_to(local).as_posix()}")
-    yield endpoint
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with moto_server(CREDENTIALS, (S3_STORE.split("/")[0],)) as endpoint:
+        fs = fsspec.filesystem("s3", endpoint_url=endpoint)
+        path = demo_store[0]
+        for local, remote in ((path, S3_STORE), (Path(f"{path}.versions"), f"{S3_STORE}.versions")):
+            for file in (f for f in local.rglob("*") if f.is_file()):
+                fs.put_file(str(file), f"{remote}/{file.relative_to(local).as_posix()}")
+        yield endpoint
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import ast
 import json
-import logging
-import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,6 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from moto.server import ThreadedMotoServer
 
 import builder.store
 from builder.errors import StoreError
@@ -28,7 +25,7 @@ from builder.store.location import StoreLocation
 from builder.store.staging import Staging
 from builder.store.versions import versioned_output
 
-from helpers import SMALL_LAYOUT
+from helpers import SMALL_LAYOUT, moto_server
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIALOCATION0000", "AWS_SECRET_ACCESS_KEY": "location-secret"}
 
@@ -249,22 +246,8 @@ def test_only_the_location_turns_a_url_into_a_filesystem() -> None:
 @pytest.fixture(scope="module")
 def bucket() -> Iterator[dict[str, str]]:
     """Storage options for a moto server with an empty bucket ``location-stores``."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {"endpoint_url": f"http://{host}:{port}"}
-    fs = fsspec.filesystem("s3", **options)
-    fs.mkdir("location-stores")
-    yield options
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with moto_server(CREDENTIALS, ("location-stores",)) as endpoint:
+        yield {"endpoint_url": endpoint}
 
 
 def test_on_s3_one_location_gives_what_the_old_paths_gave(bucket: dict[str, str]) -> None:

@@ -4,14 +4,11 @@ root attributes that netCDF takes."""
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dask.array as da
-import fsspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,6 +34,7 @@ from builder.store.xarray_backend import IN_MEMORY, GaitBackendEntrypoint
 
 from helpers import (
     SMALL_LAYOUT,
+    moto_server,
     requires_cf_xarray,
     requires_h5netcdf,
     requires_moto,
@@ -196,23 +194,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAXARRAY00000", "AWS_SECRET_ACCESS_KEY": 
 @pytest.fixture(scope="module")
 def bucket() -> Iterator[dict[str, str]]:
     """Storage options for a moto server (S3 over HTTP on localhost) with a bucket."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    options = {"endpoint_url": f"http://{host}:{port}"}
-    fsspec.filesystem("s3", **options).mkdir("xarray-stores")
-    yield options
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with moto_server(CREDENTIALS, ("xarray-stores",)) as endpoint:
+        yield {"endpoint_url": endpoint}
 
 
 @requires_moto
