@@ -1,12 +1,8 @@
-"""Benchmark of training-data loading and of engine latency.
+"""Benchmark of engine latency (the training loader has its own: ``bench/bench_loader.py``).
 
-Run: ``python bench/bench_training.py`` (needs the test extra: PyTorch, onnxruntime and the S3
-server). Measures, side by side in one run:
+Run: ``python bench/bench_training.py`` (needs the test extra: PyTorch and onnxruntime).
+Measures, side by side in one run:
 
-- strides/s delivered to the training loop by ``stride_loader`` (chunk-wise shuffled batches
-  of 32 strides: kinematics, kinetics, EMG envelopes and their masks) from the demo store on
-  local disk and on moto's S3 server over HTTP, against the same batches indexed out of an
-  in-RAM numpy copy; first epoch (reads) and a cached epoch, 0 and 2 loader workers;
 - batch-1 latency p50 / p99 of each reference model in PyTorch (eager, no_grad) and in
   onnxruntime, both on one CPU thread, as a control loop runs them;
 - TensorRT engines: built and timed where TensorRT and a GPU are present, else the reason.
@@ -26,98 +22,19 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import s3fs  # noqa: E402
 import torch  # noqa: E402
 from _report import publish  # noqa: E402
-from bench_storage import demo_build, start_server  # noqa: E402
+from bench_storage import demo_build  # noqa: E402
 
 from builder.demo import ensure_demo_sources  # noqa: E402
 from builder.training import tensorrt  # noqa: E402
-from builder.training.data import (  # noqa: E402
-    _MASKS,
-    SIGNALS,
-    ChunkShuffleSampler,
-    StoreSource,
-    StrideDataset,
-    StrideQuery,
-    stride_loader,
-)
+from builder.training.data import StoreSource, StrideQuery  # noqa: E402
 from builder.training.export import export, session  # noqa: E402
 from builder.training.loop import TrainSettings  # noqa: E402
 from builder.training.reference import reference_model  # noqa: E402
 from builder.training.run import load_checkpoint, train  # noqa: E402
 
-BATCH = 32
-EPOCHS = 3
 LATENCY_RUNS = 3000
-
-
-def _epochs(loader, epochs: int) -> tuple[float, int]:
-    """Seconds and strides for ``epochs`` passes, touching every tensor as training would."""
-    start, strides = time.perf_counter(), 0
-    for epoch in range(epochs):
-        loader.batch_sampler.set_epoch(epoch)
-        for batch in loader:
-            strides += len(batch["stride"])
-            for value in batch.values():
-                value.sum()
-    return time.perf_counter() - start, strides
-
-
-def in_ram_epochs(source: StoreSource, indices: np.ndarray, epochs: int) -> tuple[float, int]:
-    """The same batches (same sampler) indexed out of numpy arrays already in RAM."""
-    group = source.group()
-    names = [n for s in SIGNALS for n in (s, _MASKS[s])]
-    arrays = {n: np.asarray(group[n][...]) for n in names}
-    sampler = ChunkShuffleSampler(StrideDataset(source, indices), BATCH, seed=0)
-    start, strides = time.perf_counter(), 0
-    for epoch in range(epochs):
-        sampler.set_epoch(epoch)
-        for positions in sampler:
-            rows = indices[positions]
-            batch = {n: torch.from_numpy(a[rows]) for n, a in arrays.items()}
-            batch["stride"] = torch.from_numpy(rows)
-            strides += len(rows)
-            for value in batch.values():
-                value.sum()
-    return time.perf_counter() - start, strides
-
-
-def bench_loader(local: StoreSource, remote: StoreSource) -> list[str]:
-    indices = np.arange(len(local.table()))
-    stride_bytes = sum(
-        int(np.prod(local.group()[n].shape[1:])) * local.group()[n].dtype.itemsize
-        for s in SIGNALS
-        for n in (s, _MASKS[s])
-    )
-    rows = []
-    seconds, strides = in_ram_epochs(local, indices, EPOCHS)
-    ram = strides / seconds
-    rows.append(("in-RAM numpy (same batches)", "-", "-", ram))
-    for name, source in (("local disk", local), ("S3 server (moto, HTTP)", remote)):
-        for workers in (0, 2):
-            for cache in (False, True):
-                loader = stride_loader(
-                    StrideDataset(source, indices, cache=cache), BATCH, num_workers=workers
-                )
-                _epochs(loader, 1)  # workers started; with the cache, every chunk in RAM
-                seconds, strides = _epochs(loader, EPOCHS)
-                rows.append((name, str(workers), "yes" if cache else "no", strides / seconds))
-                del loader
-    lines = [
-        f"## Loader: strides/s into the training loop ({len(indices)} strides, batches of "
-        f"{BATCH}, {EPOCHS} epochs timed after one warm-up epoch, {stride_bytes / 1e3:.0f} kB "
-        "per stride)",
-        "",
-        "| source | loader workers | chunk cache | strides/s | MB/s | vs in-RAM |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, workers, cache, rate in rows:
-        lines.append(
-            f"| {name} | {workers} | {cache} | {rate:,.0f} | {rate * stride_bytes / 1e6:.1f} "
-            f"| {rate / ram:.2f}x |"
-        )
-    return [*lines, ""]
 
 
 def bench_latency(store: Path, folder: Path) -> list[str]:
@@ -179,22 +96,14 @@ def _time(call) -> tuple[float, float]:
 
 
 def main() -> None:
-    server = start_server()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            root = str(ensure_demo_sources(folder / "cache"))
-            demo_build(str(folder / "gait.zarr"), 2, root, {})
-            fs = s3fs.S3FileSystem(**server.options)
-            fs.put(str((folder / "gait.zarr").resolve()) + "/", "stores/gait.zarr/", recursive=True)
-            local = StoreSource(str(folder / "gait.zarr"))
-            remote = StoreSource("s3://stores/gait.zarr", server.options)
-            sections = bench_loader(local, remote) + bench_latency(folder / "gait.zarr", folder)
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        root = str(ensure_demo_sources(folder / "cache"))
+        demo_build(str(folder / "gait.zarr"), 2, root, {})
+        sections = bench_latency(folder / "gait.zarr", folder)
     if tensorrt.unavailable():
         sections.append(f"TensorRT was not exercised here: {tensorrt.unavailable()}.")
-    publish("Training data loading and engine latency", sections, "training")
+    publish("Engine latency", sections, "training")
 
 
 if __name__ == "__main__":

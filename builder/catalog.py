@@ -20,6 +20,11 @@ intake reads the same files (builder.intake_drivers) but knows no ``include``: a
 ``driver: gait_included`` lists, for intake, a source that the catalogue's includes declare;
 the builder checks that one does and otherwise skips the entry.
 
+A file that packs many subjects or trials (Embry's one HDF5 file, a K2MUSE participant's) is
+one row per part when it is larger than ``SPLIT_ABOVE_BYTES`` (``GAIT_SPLIT_ABOVE_MB``
+overrides it): its adapter lists the parts (``SourceAdapter.parts``, group names only) and
+reads each alone, so a task never holds a whole multi-GB file.
+
 In a local raw tree, a symbolic link (to a file or a folder) is followed when its real target
 stays inside the source's root; one that leads out of it, nowhere or into a loop is not, and
 is reported with the source's unavailable parts (the build report's ``sources_unavailable``).
@@ -44,9 +49,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from builder.conventions import ACTIVITIES, POPULATIONS, EmgKind
 from builder.datasets import adapter_class, available_adapters, catalog_files
+from builder.datasets.base import FilePart, SourceAdapter
 from builder.datasets.registry import kinds_refused, suggest
 from builder.errors import CatalogError, StoreError
-from builder.formats.files import within_root
+from builder.formats.files import FileAccess, within_root
 from builder.processing.emg import EmgProcessing
 from builder.records import RECORDING_METADATA, TrialSpec
 from builder.store.faults import is_storage_error, storage_error
@@ -63,6 +69,10 @@ _COLUMN_TYPES: dict[str, type] = {
     "condition": str,
     "population": str,
 }
+# A file larger than this that packs many subjects or trials (an adapter with ``parts``) is
+# read as one task per part, so that no task holds a multi-GB file or runs for a large share
+# of the build; a smaller one is one task (parts that small would cost more than they save).
+SPLIT_ABOVE_BYTES = 64 * 2**20
 _TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
 # env(NAME), env("NAME") or env('NAME'), optionally with a quoted default (intake's jinja form)
 _ENV = re.compile(r"""env\(\s*(["']?)(\w+)\1\s*(?:,\s*(["'])(.*?)\3\s*)?\)""")
@@ -319,25 +329,35 @@ def check_drivers(catalog: Catalog) -> None:
 
 
 def expand_trials(
-    catalog: Catalog, storage_options: Mapping[str, Any] | None = None
+    catalog: Catalog,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    split_above_bytes: int | None = None,
 ) -> tuple[list[TrialSpec], list[UnavailableSource]]:
-    """The trial table: one :class:`TrialSpec` per matching file, sorted deterministically.
+    """The trial table: one :class:`TrialSpec` per matching file — or per part of a file that
+    packs many subjects or trials, where its adapter lists them (``SourceAdapter.parts``) —
+    sorted deterministically.
 
     Entries that cannot produce trials (no such adapter yet, no files, pattern unreachable)
     are returned as :class:`UnavailableSource` instead of raising, so that one missing dataset
     never stops the others from building. ``storage_options`` serve to list the files only;
-    the specs do not carry them.
+    the specs do not carry them. Files larger than ``split_above_bytes`` (default
+    :func:`split_threshold`) are split into their parts; smaller ones are one task each.
     """
+    threshold = split_threshold() if split_above_bytes is None else split_above_bytes
     trials: list[TrialSpec] = []
     unavailable: list[UnavailableSource] = []
     for name, source in sorted(catalog.sources.items()):
         try:
-            specs, problems = _expand_source(name, source, dict(storage_options or {}))
+            specs, problems = _expand_source(
+                name, source, dict(storage_options or {}), threshold
+            )
         except _Unavailable as exc:
             unavailable.append(UnavailableSource(name, str(exc)))
             continue
         trials.extend(specs)
         unavailable.extend(UnavailableSource(name, problem) for problem in problems)
+    # Stable: the parts of one file that tie keep the order their adapter reads them in.
     trials.sort(key=lambda t: (t.dataset, t.subject, t.url))
     return trials, unavailable
 
@@ -346,8 +366,20 @@ class _Unavailable(Exception):
     pass
 
 
+def split_threshold() -> int:
+    """Bytes above which a file that packs many subjects or trials becomes one task per part:
+    ``GAIT_SPLIT_ABOVE_MB`` (MiB) if set, else :data:`SPLIT_ABOVE_BYTES`."""
+    value = os.environ.get("GAIT_SPLIT_ABOVE_MB")
+    if value is None:
+        return SPLIT_ABOVE_BYTES
+    try:
+        return int(float(value) * 2**20)
+    except ValueError:
+        raise CatalogError(f"GAIT_SPLIT_ABOVE_MB={value!r} is not a number of MiB") from None
+
+
 def _expand_source(
-    name: str, source: CatalogSource, storage_options: dict[str, Any]
+    name: str, source: CatalogSource, storage_options: dict[str, Any], split_above: int
 ) -> tuple[list[TrialSpec], list[str]]:
     """The source's trials, and what of it could not be used (links not followed; no files)."""
     entry = source.entry
@@ -381,45 +413,92 @@ def _expand_source(
     if not matches:
         return [], [f"no files match {urlpath!r}", *links]
 
-    meta = entry.metadata
-    specs = []
-    for url, fields, file_id in matches:
-        columns = {**meta.defaults, **fields}
-        columns = {
-            k: _convert(k, v, meta.fields.get(k), f"{where}: {url}") for k, v in columns.items()
-        }
-        activity = str(columns.get("activity", "other"))
-        activity = meta.activity_map.get(activity, activity)
-        if activity not in ACTIVITIES:
-            raise CatalogError(
-                f"{where}: {url}: activity {activity!r} is not in the vocabulary; "
-                f"map it in metadata.activity_map to one of {list(ACTIVITIES)}"
-            )
-        specs.append(
-            TrialSpec(
-                source=name,
-                adapter=entry.driver,
-                url=url,
-                dataset=meta.dataset,
-                subject=str(columns.get("subject", "")),
-                activity=activity,
-                trial=str(columns.get("trial", Path(url).stem)),
-                subtrial=str(columns.get("subtrial", "")),
-                speed_mps=float(columns.get("speed_mps", float("nan"))),
-                incline_deg=float(columns.get("incline_deg", 0.0)),
-                condition=str(columns.get("condition", meta.condition)),
-                population=str(columns.get("population", meta.population)),
-                licence=meta.licence,
-                citation=meta.citation,
-                emg_kind=meta.emg_kind,
-                file_id=file_id,
-                activity_map=dict(meta.activity_map),
+    specs: list[TrialSpec] = []
+    reader = adapter()
+    for url, fields, file_id, size in matches:
+        parts = (
+            _file_parts(reader, url, options, storage_options, root)
+            if size is None or size > split_above
+            else [FilePart("")]
+        )
+        specs.extend(
+            _spec(
+                name,
+                entry,
+                url,
+                {**fields, **part.columns},
+                file_id,
+                where,
                 options=options.model_dump(mode="json"),
                 processing=processing.model_dump(mode="json"),
                 root=root,
+                part=part.path,
             )
+            for part in parts
         )
     return specs, links
+
+
+def _file_parts(
+    reader: SourceAdapter[Any],
+    url: str,
+    options: Any,
+    storage_options: dict[str, Any],
+    root: str,
+) -> list[FilePart]:
+    """The units of a file its adapter reads one by one (one row, one task each), or the
+    whole file as one part. A file whose units cannot be listed (damaged, unreachable) is one
+    part: reading it then reports what is wrong, as for any file."""
+    try:
+        with FileAccess(storage_options, root=root) as files:
+            parts = reader.parts(url, options, files)
+    except Exception:  # any damage: one task, whose read then reports it
+        parts = None
+    return parts if parts else [FilePart("")]
+
+
+def _spec(
+    name: str,
+    entry: SourceEntry,
+    url: str,
+    fields: dict[str, str],
+    file_id: str,
+    where: str,
+    **settings: Any,
+) -> TrialSpec:
+    """One trial-table row of a file (or of one part of it): columns from the path's fields
+    and the entry's metadata; ``settings`` are the remaining TrialSpec fields (options,
+    processing, root, part)."""
+    meta = entry.metadata
+    columns = {**meta.defaults, **fields}
+    columns = {k: _convert(k, v, meta.fields.get(k), f"{where}: {url}") for k, v in columns.items()}
+    activity = str(columns.get("activity", "other"))
+    activity = meta.activity_map.get(activity, activity)
+    if activity not in ACTIVITIES:
+        raise CatalogError(
+            f"{where}: {url}: activity {activity!r} is not in the vocabulary; "
+            f"map it in metadata.activity_map to one of {list(ACTIVITIES)}"
+        )
+    return TrialSpec(
+        source=name,
+        adapter=entry.driver,
+        url=url,
+        dataset=meta.dataset,
+        subject=str(columns.get("subject", "")),
+        activity=activity,
+        trial=str(columns.get("trial", Path(url).stem)),
+        subtrial=str(columns.get("subtrial", "")),
+        speed_mps=float(columns.get("speed_mps", float("nan"))),
+        incline_deg=float(columns.get("incline_deg", 0.0)),
+        condition=str(columns.get("condition", meta.condition)),
+        population=str(columns.get("population", meta.population)),
+        licence=meta.licence,
+        citation=meta.citation,
+        emg_kind=meta.emg_kind,
+        file_id=file_id,
+        activity_map=dict(meta.activity_map),
+        **settings,
+    )
 
 
 def _declared_root(urlpath: str, declared: Any, variables: dict[str, str], where: str) -> str:
@@ -504,8 +583,8 @@ def _render_templates(text: str, variables: Mapping[str, str], where: str) -> st
 
 def _match_files(
     urlpath: str, storage_options: dict[str, Any], root: str
-) -> tuple[list[tuple[str, dict[str, str], str]], list[str]]:
-    """Files matching ``urlpath`` as (url, parsed fields, file identity), sorted by url; and,
+) -> tuple[list[tuple[str, dict[str, str], str, int | None]], list[str]]:
+    """Files matching ``urlpath`` as (url, parsed fields, file identity, size), sorted by url; and,
     sorted by link, why each local symbolic link that could have led to a match was not
     followed."""
     protocol, path = fsspec.core.split_protocol(urlpath)
@@ -537,7 +616,10 @@ def _match_files(
         if m is None:
             continue
         url = found_path if protocol in (None, "file") else f"{protocol}://{found_path}"
-        matches.append((url, m.groupdict(), _file_identity(info)))
+        size = info.get("size")
+        matches.append(
+            (url, m.groupdict(), _file_identity(info), None if size is None else int(size))
+        )
     # a refused link is worth a line only where the pattern could have gone through it
     refused = getattr(fs, "refused", {})
     could_match = _prefix_regexes(fs._strip_protocol(path)) if refused else []

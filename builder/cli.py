@@ -734,6 +734,16 @@ def _export(args: argparse.Namespace) -> int:
         console.print(
             f"operators outside TensorRT's ONNX parser: {onnx['operators_outside_tensorrt_parser']}"
         )
+    step = exported.manifest["step"]
+    if step["kind"] == "streaming":  # a window model's one-sample step (issue 13)
+        console.print(
+            f"streaming step {step['file']}: equal to {step['parity']['against']} within "
+            f"{step['parity']['max_abs_diff']:.2g} over {step['parity']['samples']} samples",
+            highlight=False,
+        )
+        if step["operators_outside_tensorrt_parser"]:
+            outside = step["operators_outside_tensorrt_parser"]
+            console.print(f"step operators outside TensorRT's ONNX parser: {outside}")
     trt = exported.manifest["tensorrt"]
     if trt["skipped"]:
         console.print(f"TensorRT engines skipped: {trt['skipped']}", highlight=False)

@@ -142,6 +142,9 @@ class TrialSpec:
     options: dict[str, Any] = field(default_factory=dict)  # adapter options (validated)
     processing: dict[str, Any] = field(default_factory=dict)  # EMG processing settings
     root: str = field(default="", compare=False, repr=False)  # files outside it are refused
+    # The unit inside a file that packs many (a subject, a trial: its path in the file, as the
+    # adapter's ``parts`` names it) that this row reads alone; "" = the whole file.
+    part: str = ""
 
     @property
     def label(self) -> str:

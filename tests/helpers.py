@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import shutil
+import urllib.request
 from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -276,7 +277,7 @@ def process_all(specs: dict[str, TrialSpec], folder: Path) -> dict[str, tuple[Tr
 @contextlib.contextmanager
 def moto_server(credentials: dict[str, str], buckets: tuple[str, ...] = ()) -> Iterator[str]:
     """A moto S3 server over HTTP on localhost (its endpoint URL), with ``credentials`` in the
-    environment (restored afterwards) and ``buckets`` created."""
+    environment (restored afterwards) and ``buckets`` created, empty of anything else."""
     import fsspec
     from moto.server import ThreadedMotoServer
 
@@ -288,6 +289,8 @@ def moto_server(credentials: dict[str, str], buckets: tuple[str, ...] = ()) -> I
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
+        # moto keeps its buckets per process, not per server: start each module from nothing.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
         fs = fsspec.filesystem("s3", endpoint_url=endpoint, skip_instance_cache=True)
         for bucket in buckets:
             fs.mkdir(bucket)

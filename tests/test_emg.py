@@ -334,3 +334,109 @@ def test_envelope_source_is_interpolated_onto_an_exact_grid() -> None:
         )
         assert out.rate_hz == 1000.0 and out.n_samples == n_expected
         assert out.end_s >= duration and out.data[-1, 0] == 1.0
+
+
+# --------------------------------------------------------------------------- exact fast paths
+
+
+def _sure_by_definition(z: np.ndarray) -> float:
+    """SURE(t) = n − 2·#{|z| ≤ t} + Σ min(z², t²) over t ∈ {|z_i|}; the smallest t on a tie."""
+    n, mags = z.size, np.abs(z)
+    risks = [(n - 2 * np.sum(mags <= t) + np.sum(np.minimum(z * z, t * t)), t) for t in mags]
+    return float(min(risks)[1])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 101, 1000])
+def test_sure_threshold_equals_the_definition(n: int) -> None:
+    from builder.processing.emg import _sure_threshold
+
+    rng = np.random.default_rng(n)
+    # Quarter-integers: every square and sum is exact, so the risks compare exactly; small
+    # integers give ties and zeros, a heavy tail gives large coefficients.
+    rows = [
+        rng.integers(-12, 13, n) / 4.0,
+        rng.integers(-2, 3, n).astype(float),
+        np.round(4 * rng.standard_t(2, n)) / 4.0,
+        np.zeros(n),
+    ]
+    z = np.stack(rows)
+    scale = np.ones((len(rows), 1))
+    got = _sure_threshold(np.sort(np.abs(z), axis=-1), scale)
+    assert got.tolist() == [_sure_by_definition(row) for row in rows]
+    # The σ scaling: thresholds of d = σ·z in units of σ are those of z.
+    sigma = np.array([[0.5], [2.0], [0.25], [4.0]])  # powers of two keep z exact
+    assert _sure_threshold(np.sort(np.abs(z * sigma), axis=-1), sigma).tolist() == got.tolist()
+
+
+def test_sure_threshold_on_gaussian_noise_minimises_the_risk() -> None:
+    from builder.processing.emg import _sure_threshold
+
+    z = np.random.default_rng(3).standard_normal((5, 700)) * np.array([[0.5, 1, 1, 2, 3]]).T
+    got = _sure_threshold(np.sort(np.abs(z), axis=-1), np.ones((5, 1)))
+    for row, t in zip(z, got, strict=True):
+        reference = _sure_by_definition(row)
+        if t != reference:  # only where two candidates' risks agree to rounding
+            risk = [
+                row.size - 2 * np.sum(np.abs(row) <= s) + np.sum(np.minimum(row**2, s**2))
+                for s in (t, reference)
+            ]
+            assert risk[0] == pytest.approx(risk[1], rel=1e-12)
+        assert t in np.abs(row)
+
+
+def _denoise_reference(x: np.ndarray, threshold: str) -> np.ndarray:
+    """The wavelet step written plainly: per-level SURE by sorting (d / σ)², sign · max."""
+    n = x.shape[0]
+    coeffs = pywt.wavedec(x.T, "sym4", level=min(pywt.dwt_max_level(n, 8), 6), axis=-1)
+    sigma = np.median(np.abs(coeffs[-1]), axis=-1) / 0.6745
+    universal = sigma * np.sqrt(2.0 * np.log(n))
+    for j in range(1, len(coeffs)):
+        detail, thr = coeffs[j], universal
+        if threshold == "sure":
+            z = detail / np.where(sigma > 0, sigma, 1.0)[:, None]
+            sq = np.sort(z * z, axis=-1)
+            k = np.arange(1, sq.shape[-1] + 1)
+            risk = sq.shape[-1] - 2 * k + np.cumsum(sq, axis=-1) + (sq.shape[-1] - k) * sq
+            best = np.sqrt(sq[np.arange(sq.shape[0]), np.argmin(risk, axis=-1)])
+            thr = np.minimum(sigma * best, universal)
+        coeffs[j] = np.sign(detail) * np.maximum(np.abs(detail) - thr[:, None], 0.0)
+    return pywt.waverec(coeffs, "sym4", axis=-1)[:, :n].T
+
+
+@pytest.mark.parametrize("n", [4000, 4001, 9999])  # even and odd finest-level lengths
+@pytest.mark.parametrize("threshold", ["universal", "sure"])
+def test_wavelet_denoise_equals_the_plain_implementation(n: int, threshold: str) -> None:
+    x = _emg(n / FS, 3, seed=n)
+    x = add_sensor_noise(np.column_stack([x, np.zeros(n)]), FS, 5e-5, np.random.default_rng(1))
+    x[:, 3] = 0.0  # σ = 0: every threshold is 0
+    got = wavelet_denoise(x, "sym4", threshold=threshold)  # type: ignore[arg-type]
+    assert np.array_equal(got, _denoise_reference(x, threshold))
+
+
+@pytest.mark.parametrize("shape", [(3, 5000), (2, 501), (1, 40_000)])
+@pytest.mark.parametrize("detrend", ["constant", False])
+def test_welch_psd_equals_scipy(shape: tuple[int, int], detrend: str | bool) -> None:
+    from scipy import signal
+
+    from builder.processing.emg import welch_psd
+
+    rate = 1000.0
+    xc = np.random.default_rng(shape[1]).standard_normal(shape) + 3.0  # an offset to detrend
+    freqs, psd = welch_psd(xc, rate, detrend=detrend)  # type: ignore[arg-type]
+    nperseg = min(shape[1], 1024)  # 501 samples: one odd-length segment
+    ref_freqs, ref = signal.welch(xc, fs=rate, nperseg=nperseg, detrend=detrend, axis=-1)
+    np.testing.assert_array_equal(freqs, ref_freqs)
+    np.testing.assert_allclose(psd, ref, rtol=1e-12, atol=1e-12 * ref.max())
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (1, 16), (4095, 2), (4097, 16), (10_000, 5)])
+def test_channel_major_copy_is_the_transpose(shape: tuple[int, int]) -> None:
+    from builder.processing.emg import _channels_first
+
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    xc = _channels_first(x)
+    assert xc.dtype == np.float64 and xc.flags.c_contiguous
+    np.testing.assert_array_equal(xc, x.T)
+    already = np.ascontiguousarray(xc)
+    if already.size:  # a .T view is not copied
+        assert np.shares_memory(_channels_first(already.T), already)

@@ -26,7 +26,14 @@ import zarr
 
 from builder.store.faults import RERUN, storage_error, storage_fault
 
-from helpers import build_store, copy_demo_subset, demo_catalog, requires_moto, requires_torch
+from helpers import (
+    build_store,
+    copy_demo_subset,
+    demo_catalog,
+    moto_server,
+    requires_moto,
+    requires_torch,
+)
 
 KEY_ID, SECRET = "AKIAEARLYERRORS0000", "early-errors-secret"
 MARKER = ".gait-builder"
@@ -376,20 +383,12 @@ class S3:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    store = S3(f"http://{host}:{port}", tmp_path_factory.mktemp("aws"))
-    for bucket in ("stores", "raw"):
-        store.fs().mkdir(bucket)
-    store.fs().pipe_file("raw/demo/S01/t01.c3d", b"not read")
-    yield store
-    server.stop()
+    with moto_server({}) as endpoint:  # no credentials in the environment: each case sets its own
+        store = S3(endpoint, tmp_path_factory.mktemp("aws"))
+        for bucket in ("stores", "raw"):
+            store.fs().mkdir(bucket)
+        store.fs().pipe_file("raw/demo/S01/t01.c3d", b"not read")
+        yield store
 
 
 @contextlib.contextmanager

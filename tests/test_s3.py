@@ -4,7 +4,6 @@ over HTTP (moto's ThreadedMotoServer on port 0), behind a proxy that can answer 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -13,14 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
 import s3fs
 import xarray as xr
 import yaml
 import zarr
-from moto.server import ThreadedMotoServer
 from s3proxy import FaultyProxy
 
 from builder.datasets import catalog_files
@@ -29,7 +26,7 @@ from builder.pipeline.run import BuildOptions, build
 from builder.store.layout import ARRAYS
 from builder.store.versions import SAFE_PUBLISHES_1D, SAFE_PUBLISHES_ND, VersionedOutput
 
-from helpers import MiniatureFactory, copy_demo_subset, demo_catalog
+from helpers import MiniatureFactory, copy_demo_subset, demo_catalog, moto_server
 
 pytestmark = pytest.mark.cluster
 
@@ -55,32 +52,18 @@ class S3:
 def s3(
     demo_root: Path, miniature: MiniatureFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[S3]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     # Credentials from the usual place (the environment), never from the catalogue.
-    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = KEY_ID, SECRET
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    for bucket in ("raw", "stores"):
-        client.create_bucket(Bucket=bucket)
-    raw = tmp_path_factory.mktemp("raw")
-    copy_demo_subset(demo_root, raw / "demo", ("S01",))
-    for source in MINIATURES:
-        miniature(source).copy(raw / "datasets")
-    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key=KEY_ID, secret=SECRET)
-    fs.put(str(raw) + "/", "raw/", recursive=True)
-    proxy = FaultyProxy(endpoint)
-    yield S3(endpoint, proxy, raw)
-    proxy.close()
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    credentials = {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
+    with moto_server(credentials, ("raw", "stores")) as endpoint:
+        raw = tmp_path_factory.mktemp("raw")
+        copy_demo_subset(demo_root, raw / "demo", ("S01",))
+        for source in MINIATURES:
+            miniature(source).copy(raw / "datasets")
+        fs = s3fs.S3FileSystem(endpoint_url=endpoint, key=KEY_ID, secret=SECRET)
+        fs.put(str(raw) + "/", "raw/", recursive=True)
+        proxy = FaultyProxy(endpoint)
+        yield S3(endpoint, proxy, raw)
+        proxy.close()
 
 
 def catalogue(folder: Path, root: str) -> Path:

@@ -3,9 +3,13 @@ DataLoader worker processes, and continuous series rebuilt from consecutive stri
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,10 @@ from helpers import import_optional
 
 torch = import_optional("torch")
 
+from builder.errors import StoreError  # noqa: E402
 from builder.training.data import (  # noqa: E402
+    READ_THREAD,
+    ChunkShuffleSampler,
     StoreSource,
     StrideDataset,
     StrideQuery,
@@ -114,6 +121,106 @@ def test_loader_workers_deliver_every_stride_once_in_chunk_sized_batches(
     assert [b for b in sampler] != first  # reshuffled per epoch
     sampler.set_epoch(0)
     assert [b for b in sampler] == first  # … deterministically
+
+
+LOADED = ("kinematics", "kinematics_mask", "emg_envelope", "emg_mask")
+
+
+def _read_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(READ_THREAD)]
+
+
+def _threads_end(timeout: float = 20.0) -> bool:
+    for thread in _read_threads():
+        thread.join(timeout)
+    return not _read_threads()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_read_ahead_gives_the_direct_reads_in_the_sampler_order(store: Path, workers: int) -> None:
+    """Chunks read ahead by threads, at most 3 held (the store has 31: most are dropped and
+    read again next epoch), and with workers handed over in shared memory: every batch is
+    the sampler's batch, value for value, epoch after epoch."""
+    source = StoreSource(str(store))
+    indices = np.arange(0, len(source.table()), 2)
+    dataset = StrideDataset(
+        source, indices, signals=("kinematics", "emg_envelope"), max_chunks=3, read_threads=2
+    )
+    assert len(indices) // source.chunk_strides() >= 10 * dataset.max_chunks // 2
+    loader = stride_loader(dataset, 16, seed=1, num_workers=workers)
+    sampler = loader.batch_sampler
+    assert isinstance(sampler, ChunkShuffleSampler)
+    group = zarr.open_group(StoreSource(str(store)).url, mode="r")
+    direct = {name: group[name][...] for name in LOADED}
+    order = hashlib.sha256()
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        expected = [indices[positions] for positions in sampler]
+        batches = list(loader)
+        assert len(batches) == len(expected) == len(sampler)
+        for batch, strides in zip(batches, expected, strict=True):
+            assert sorted(batch) == sorted([*LOADED, "stride"])
+            np.testing.assert_array_equal(batch["stride"].numpy(), strides)
+            for name in LOADED:
+                np.testing.assert_array_equal(batch[name].numpy(), direct[name][strides])
+            assert batch["kinematics"].dtype == torch.float32
+            assert batch["emg_mask"].dtype == torch.bool
+            order.update(np.asarray(strides // 2, np.int64).tobytes())
+        if workers == 0:
+            assert len(dataset._chunks) <= dataset.max_chunks
+    if workers == 0:  # one stream: the order of the sampler before reading ahead
+        assert order.hexdigest() == (
+            "c6de2bd77d3c47856d1350013c25df6ecbb544758561ff896ff51df3365ce0dd"
+        )
+        assert _threads_end()  # the last batch of the epoch lets the read threads end
+
+
+def test_worker_streams_split_the_chunks_between_workers(store: Path) -> None:
+    """With a stream per worker, the batches the DataLoader deals to worker 0 (even) and to
+    worker 1 (odd) draw on different chunks: each chunk is read and decoded once."""
+    source = StoreSource(str(store))
+    dataset = StrideDataset(source, np.arange(len(source.table())), max_chunks=4)
+    sampler = ChunkShuffleSampler(dataset, 16, seed=2, streams=2)
+    batches = list(sampler)
+    assert sorted(p for b in batches for p in b) == list(range(len(dataset)))
+    assert len(batches) == len(sampler)
+    chunks = [set(dataset.indices[b] // dataset.chunk_size) for b in batches]
+    dealt = 2 * min(sum(1 for _ in sampler._stream(*d)) for d in sampler._deal())
+    even = set().union(*chunks[:dealt:2])
+    odd = set().union(*chunks[1:dealt:2])
+    assert even and odd and not even & odd
+    assert sum(b.last for b in batches) == 2  # each stream's (worker's) last batch says so
+
+
+def test_a_failed_background_read_is_one_error_and_no_hang(store: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(StoreSource(str(store)).url, copy)
+    shards = [p for p in (copy / "kinematics").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    shard = min(shards, key=lambda p: [int(n) for n in p.name.split(".")[1:] or [0]])
+    shard.write_bytes(os.urandom(shard.stat().st_size))
+    source = StoreSource(str(copy))
+    dataset = StrideDataset(source, np.arange(len(source.table())), max_chunks=3)
+    loader = stride_loader(dataset, 16, seed=0)
+    with pytest.raises(StoreError, match=r"copy\.zarr: reading 'kinematics' strides \d+\.\.\d+"):
+        for _ in loader:
+            pass
+    del loader, dataset
+    gc.collect()
+    assert _threads_end()
+
+
+def test_read_threads_end_with_the_loader(store: Path) -> None:
+    """A loader left mid-epoch, reads still ahead, leaves no thread behind once dropped."""
+    source = StoreSource(str(store))
+    dataset = StrideDataset(source, np.arange(len(source.table())), max_chunks=6)
+    loader = stride_loader(dataset, 16, seed=0)
+    batches = iter(loader)
+    next(batches)
+    next(batches)
+    assert _read_threads()
+    del batches, loader, dataset
+    gc.collect()
+    assert _threads_end()
 
 
 def test_indices_outside_the_store_are_refused_by_name(store: Path) -> None:

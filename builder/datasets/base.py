@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar, Generic, Self, TypeVar
 
@@ -81,3 +82,19 @@ class SourceAdapter(ABC, Generic[Options]):
         activities or speeds gives one per unit, each with its ``meta``. ``options`` are
         ``spec.options`` as ``options_model``.
         """
+
+    def parts(self, url: str, options: Options, files: FileAccess) -> list[FilePart] | None:
+        """The units of a file that packs many (subjects, trials) which ``read`` can read
+        alone, in the order ``read`` gives them; the catalogue makes one row (one task) of
+        each, with ``TrialSpec.part`` set. None (the default): the file is read whole.
+        Called while planning, so it reads only names (HDF5 group names), never data."""
+        return None
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """One unit inside a file: its ``path`` (``TrialSpec.part``) and the trial-table columns
+    it fixes (e.g. ``{"subject": "AB01"}``), which order the rows and name them in reports."""
+
+    path: str
+    columns: dict[str, str] = field(default_factory=dict)

@@ -5,18 +5,28 @@
 str, numeric arrays squeezed (a 1×1 becomes a float) and tables as pandas DataFrames.
 ``field`` walks a dotted path with an error that names the file and the missing field.
 :class:`CycleTable` reads one (points, channels, cycles) array of gait cycles with its names.
+
+:class:`LazyMat` reads a v7.3 file part by part: the names inside a struct (HDF5 group names,
+no data), or one struct's subtree, converted by mat-io's own v7.3 reader and simplified as
+``load_mat`` does — so ``LazyMat(f).load("a/b")`` equals ``field(load_mat(f), "a.b")`` while
+only that subtree's datasets are read. A multi-GB file is then read one subject or trial at a
+time, locally or through an fsspec file object (HDF5 reads only the byte ranges it needs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any, Self
 
+import fsspec
+import h5py
 import matio
 import numpy as np
 import pandas as pd
+from matio.v7.matreader7 import MatRead7, read_subsystem
 
 from builder.errors import SourceError, one_line
+from builder.formats.files import FileAccess
 
 
 def load_mat(path: str, url: str | None = None, variables: Sequence[str] | None = None) -> dict:
@@ -27,6 +37,130 @@ def load_mat(path: str, url: str | None = None, variables: Sequence[str] | None 
     except Exception as exc:  # mat-io raises many kinds for a damaged file
         raise SourceError(url or path, f"not a readable MATLAB file ({one_line(exc)})") from None
     return {name: simplify(value) for name, value in raw.items() if not name.startswith("__")}
+
+
+class LazyMat:
+    """A MATLAB v7.3 (HDF5) file opened for reading part by part (see the module docstring).
+
+    ``source`` is a local path or a binary file object (e.g. ``FileAccess.open``); ``url``
+    names the file in errors. A file that is not HDF5 (MAT v4-v7) is a SourceError: use
+    :func:`load_mat` for those (:func:`is_mat_v73` tells them apart).
+    """
+
+    def __init__(self, source: str | IO[bytes], url: str) -> None:
+        self.url = url
+        self._owned: IO[bytes] | None = None
+        try:
+            self.h5 = h5py.File(source, "r")
+        except OSError as error:
+            raise SourceError(url, f"not a MATLAB v7.3 (HDF5) file ({one_line(error)})") from None
+        self._reader: MatRead7 | None = None
+
+    @classmethod
+    def open(cls, files: FileAccess, url: str) -> LazyMat | None:
+        """``url`` opened lazily if it is a v7.3 file, else None (MAT v4-v7: read it whole
+        with :func:`load_mat`). A remote file is read through an fsspec file object, by byte
+        ranges, never copied whole."""
+        protocol, _ = fsspec.core.split_protocol(url)
+        source: str | IO[bytes] = (
+            files.local_path(url) if protocol in (None, "file", "local") else files.open(url)
+        )
+        if not is_mat_v73(source):
+            if not isinstance(source, str):
+                source.close()
+            return None
+        try:
+            lazy = cls(source, url)
+        except SourceError:
+            if not isinstance(source, str):
+                source.close()
+            raise
+        lazy._owned = None if isinstance(source, str) else source
+        return lazy
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.h5.close()
+        if self._owned is not None:
+            self._owned.close()
+
+    def node(self, path: str) -> h5py.Group | h5py.Dataset:
+        """The HDF5 object at ``path`` ("a/b" or "a.b"); SourceError naming what is missing."""
+        try:
+            found = self.h5[path.replace(".", "/")]
+        except KeyError:
+            raise SourceError(self.url, f"no field {path.replace('/', '.')}") from None
+        if not isinstance(found, h5py.Group | h5py.Dataset):
+            raise SourceError(self.url, f"{path} is not a MATLAB value")
+        return found
+
+    def has(self, path: str) -> bool:
+        return path.replace(".", "/") in self.h5
+
+    def names(self, path: str = "") -> list[str]:
+        """Field names of the scalar struct at ``path`` (the file's variables for ""), in
+        the file's (alphabetical) order; no data is read."""
+        group = self.h5 if not path else self.node(path)
+        if not isinstance(group, h5py.Group):
+            raise SourceError(self.url, f"{path} is not a struct")
+        return [name for name in group if not name.startswith("#")]
+
+    def is_struct(self, path: str) -> bool:
+        """Whether ``path`` is a scalar struct (a group whose names are its fields)."""
+        found = self.h5.get(path.replace(".", "/"))
+        return isinstance(found, h5py.Group) and _matlab_class(found) == "struct"
+
+    def load(self, path: str) -> Any:
+        """The value at ``path``, simplified as :func:`load_mat` simplifies it."""
+        node = self.node(path)
+        try:
+            return simplify(self._matio().read_h5_data(node))
+        except SourceError:
+            raise
+        except Exception as exc:  # mat-io raises many kinds for a damaged file
+            raise SourceError(self.url, f"{path}: not readable ({one_line(exc)})") from None
+
+    def _matio(self) -> MatRead7:
+        if self._reader is None:  # MATLAB objects (tables, strings) need the subsystem
+            self._reader = MatRead7(self.h5, read_subsystem(self.h5, "<", False, False))
+        return self._reader
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_mat_v73(source: str | IO[bytes]) -> bool:
+    """Whether a local path or file object holds a MATLAB v7.3 (HDF5) file: the HDF5
+    signature at byte 512 (after MATLAB's user block), or at 0 (a bare HDF5 file)."""
+    try:
+        if isinstance(source, str):
+            with open(source, "rb") as f:
+                return _has_signature(f)
+        position = source.tell()
+        try:
+            return _has_signature(source)
+        finally:
+            source.seek(position)
+    except OSError:
+        return False
+
+
+def _has_signature(f: IO[bytes]) -> bool:
+    for offset in (512, 0):
+        f.seek(offset)
+        if f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
+            return True
+    return False
+
+
+def _matlab_class(node: h5py.HLObject) -> str:
+    value = node.attrs.get("MATLAB_class", b"")
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def simplify(value: Any) -> Any:

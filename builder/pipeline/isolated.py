@@ -7,6 +7,12 @@ child process (``python -m builder.pipeline.isolated``) that it talks to over tw
 the trial is reported and a fresh child serves the next one. A ``subprocess`` rather than
 ``multiprocessing``: Dask worker processes are daemonic and may not fork managed children.
 
+Big arrays do not go through the pipe: the child pickles its result with protocol 5 and writes
+every buffer of at least ``OUT_OF_BAND_MIN_BYTES`` into a file the worker named for this read
+(in ``/dev/shm`` where there is one, so in memory), and the worker maps that file and unpickles
+the arrays onto the mapping: one copy in all, where pipe chunks, joining them and unpickling
+copied every array three times. The worker deletes the file whatever happens to the child.
+
 Timeouts escalate, so that a busy machine never takes a good file out of a build: a read that
 takes longer than the timeout ``T`` is stopped (the child killed) and tried again in a fresh
 child with ``4 T`` (``RETRY_FACTORS``); only when that attempt overruns too is the trial
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
+import mmap
 import os
 import pickle
 import select
@@ -29,6 +37,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -46,8 +55,14 @@ STARTUP_TIMEOUT_S = 120.0
 _HEADER = struct.Struct("<Q")
 # How the child is run (after the interpreter): tests run a script that adds test adapters.
 _CHILD: tuple[str, ...] = ("-m", "builder.pipeline.isolated")
-# What the child reads: a trial and the storage options of its files (never in the spec).
-_Request = tuple[TrialSpec, dict[str, Any]]
+# What the child reads: a trial, the storage options of its files (never in the spec), and the
+# file to write the result's big arrays into.
+_Request = tuple[TrialSpec, dict[str, Any], str]
+# Buffers (numpy arrays' data) at least this large go through the mapped file, not the pipe.
+OUT_OF_BAND_MIN_BYTES = 1 << 16
+_ALIGN = 64  # each buffer starts at a multiple of this in the file (aligned numpy arrays)
+# What travels over the result pipe: the buffers' (offset, size) in the file, and the pickle.
+_Envelope = tuple[list[tuple[int, int]], bytes]
 
 
 def read_time_limits(timeout_s: float) -> tuple[float, ...]:
@@ -70,15 +85,22 @@ def read_trial_isolated(
     RuntimeError for anything else the adapter raised.
     """
     limits = read_time_limits(timeout_s)
-    request = (spec, dict(storage_options or {}))
+    arrays = os.path.join(_buffer_dir(), f"gait-builder-{os.getpid()}-{next(_CALLS)}.arrays")
+    request = (spec, dict(storage_options or {}), arrays)
     with _LOCK:
-        for limit in limits:
-            try:
-                kind, payload = _call(request, limit)
-                break
-            except TimeoutError:
-                continue  # _call killed the child: the next attempt starts a fresh one
-        else:
+        try:
+            for limit in limits:
+                try:
+                    kind, payload = _call(request, limit)
+                    break
+                except TimeoutError:
+                    continue  # _call killed the child: the next attempt starts a fresh one
+            else:
+                kind = ""
+        finally:  # mapped already where the read succeeded; a dead child may have left it
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(arrays)
+        if not kind:
             first, *retried = (f"{limit:g} s" for limit in limits)
             again = f" and, retried, longer than {', then '.join(retried)}" if retried else ""
             raise SourceError(
@@ -153,8 +175,12 @@ class _Reader:
     def __init__(self) -> None:
         request_read, self._request = os.pipe()
         self._result, result_write = os.pipe()
+        # Not Dask's MALLOC_TRIM_THRESHOLD_: it makes every large array a fresh mmap (see
+        # builder.pipeline.trial.tune_allocator); the child is short of nothing it returns.
+        env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
         self._process = subprocess.Popen(
             [sys.executable, *_CHILD, str(request_read), str(result_write)],
+            env=env,
             pass_fds=(request_read, result_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # libraries may print; the channel is the pipe
@@ -177,13 +203,14 @@ class _Reader:
                 except TimeoutError:
                     raise _StartupTimeout(startup_s) from None
                 self.ready = True
-            return self._receive(time.monotonic() + timeout_s)
+            return self._receive(time.monotonic() + timeout_s, request[2])
         except (BrokenPipeError, EOFError):
             raise _ReaderDied(self._process.wait()) from None
 
-    def _receive(self, deadline: float) -> tuple[str, Any]:
+    def _receive(self, deadline: float, arrays: str = "") -> tuple[str, Any]:
         (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline))
-        result: tuple[str, Any] = pickle.loads(self._read(size, deadline))
+        layout, body = pickle.loads(self._read(size, deadline))
+        result: tuple[str, Any] = pickle.loads(body, buffers=_mapped(arrays, layout))
         return result
 
     def _read(self, n: int, deadline: float) -> bytes:
@@ -217,7 +244,56 @@ def _write(fd: int, payload: bytes) -> None:
         view = view[written:]
 
 
+def _buffer_dir() -> str:
+    """Where big arrays pass from the child to the worker: shared memory where there is some."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+
+
+def _mapped(path: str, layout: list[tuple[int, int]]) -> list[memoryview]:
+    """The buffers ``layout`` places in ``path``, as views of one private (copy-on-write)
+    mapping: the arrays unpickled onto them are writable and never change the file, and the
+    mapping lives as long as they do."""
+    if not layout:
+        return []
+    with open(path, "rb") as f:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    view = memoryview(mapping)
+    return [view[offset : offset + size] for offset, size in layout]
+
+
+def _envelope(result: tuple[str, Any], arrays: str) -> bytes:
+    """``result`` pickled (protocol 5) with its big buffers written to ``arrays``; all in the
+    pickle when there are none or the file cannot be written (full shared memory, say)."""
+    big: list[pickle.PickleBuffer] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        if buffer.raw().nbytes < OUT_OF_BAND_MIN_BYTES:
+            return True  # in the pickle
+        big.append(buffer)
+        return False
+
+    body = pickle.dumps(result, protocol=5, buffer_callback=out_of_band)
+    layout: list[tuple[int, int]] = []
+    if big:
+        try:
+            with open(arrays, "wb") as f:
+                offset = 0
+                for buffer in big:
+                    raw = buffer.raw()
+                    offset = -(-offset // _ALIGN) * _ALIGN
+                    f.seek(offset)
+                    f.write(raw)
+                    layout.append((offset, raw.nbytes))
+                    offset += raw.nbytes
+        except OSError:
+            body, layout = pickle.dumps(result, protocol=5), []
+    envelope: _Envelope = (layout, body)
+    return pickle.dumps(envelope, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 _LOCK = threading.Lock()
+_CALLS = itertools.count()
 _READER: _Reader | None = None
 
 
@@ -234,22 +310,22 @@ def _serve(request_fd: int, result_fd: int) -> None:
     from builder.datasets import read_trial
 
     # Ready: the parent starts a trial's clock only now (imports take seconds on a busy machine).
-    _write(result_fd, pickle.dumps(("ready", None), protocol=pickle.HIGHEST_PROTOCOL))
+    _write(result_fd, _envelope(("ready", None), ""))
     with os.fdopen(request_fd, "rb") as requests:
         while True:
             header = requests.read(_HEADER.size)
             if len(header) < _HEADER.size:
                 return  # the worker went away
-            request: _Request = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
+            spec, storage_options, arrays = pickle.loads(requests.read(_HEADER.unpack(header)[0]))
             try:
-                result: tuple[str, Any] = ("ok", read_trial(*request))
+                result: tuple[str, Any] = ("ok", read_trial(spec, storage_options))
             except SourceError as exc:
                 result = ("source_error", (exc.path, exc.problem))
             except (OSError, TimeoutError, MemoryError) as exc:
                 result = ("transient", f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # the worker reports it with the trial
                 result = ("error", f"{type(exc).__name__}: {exc}")
-            _write(result_fd, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            _write(result_fd, _envelope(result, arrays))
 
 
 if __name__ == "__main__":

@@ -93,29 +93,23 @@ def build(
     for source in unavailable:
         log.warning("source %r: %s", source.source, source.reason)
     progress = on_progress if options.progress else None
-    try:
-        with staging.lock() as taken_over:
-            if taken_over:
-                log.warning(taken_over)
-            try:
-                return _build_locked(catalog, specs, unavailable, options, progress, location)
-            except (KeyboardInterrupt, SystemExit):
-                staging.record_failure("interrupted; a re-run resumes it", state="interrupted")
-                raise
-            except Exception as exc:  # `info` (and <output>, before a first build) say why
-                error = _translated(options.output, exc, _INTACT)
-                message = str(error) if isinstance(error, BuilderError) else describe_error(exc)
-                staging.record_failure(message)
-                location.versions.mark_failed(message)
-                if error is exc:
-                    raise
-                raise error from None
-    except BuilderError:
-        raise
-    except Exception as exc:  # the lock itself: storage down before the build began
-        if not is_storage_error(exc):
+    # Storage faults of the lock itself (storage down before the build began) as one line.
+    with location.storage_errors(_INTACT), staging.lock() as taken_over:
+        if taken_over:
+            log.warning(taken_over)
+        try:
+            return _build_locked(catalog, specs, unavailable, options, progress, location)
+        except (KeyboardInterrupt, SystemExit):
+            staging.record_failure("interrupted; a re-run resumes it", state="interrupted")
             raise
-        raise storage_error(options.output, exc, _INTACT) from None
+        except Exception as exc:  # `info` (and <output>, before a first build) say why
+            error = _translated(options.output, exc, _INTACT)
+            message = str(error) if isinstance(error, BuilderError) else describe_error(exc)
+            staging.record_failure(message)
+            location.versions.mark_failed(message)
+            if error is exc:
+                raise
+            raise error from None
 
 
 def prune(
@@ -129,15 +123,8 @@ def prune(
         published = output.published()
     if published is None:
         raise StoreError(f"{output_url}: no published build here; nothing to prune")
-    try:
-        with location.staging.lock():
-            removed = output.prune(keep)
-    except BuilderError:
-        raise
-    except Exception as exc:
-        if not is_storage_error(exc):
-            raise
-        raise storage_error(output_url, exc, "the published version is intact") from None
+    with location.storage_errors("the published version is intact"), location.staging.lock():
+        removed = output.prune(keep)
     return removed, output.versions()
 
 

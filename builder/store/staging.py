@@ -14,11 +14,14 @@ import datetime as dt
 import hashlib
 import io
 import json
+import mmap
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,12 +190,35 @@ class Staging:
 
     # per-trial results ---------------------------------------------------------------
     def save_batch(self, key: str, batch: StrideBatch) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **{name: getattr(batch, name) for name in _BATCH_FIELDS})
-        atomic_write(self.fs, self._path("trials", f"{key}.npz"), buffer.getvalue())
+        """An uncompressed ``.npz``; on local disk written straight to its file (no copy in
+        memory first), elsewhere as one object."""
+        arrays = {name: getattr(batch, name) for name in _BATCH_FIELDS}
+        path = self._path("trials", f"{key}.npz")
+        if not self.local:
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            atomic_write(self.fs, path, buffer.getvalue())
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(path), f".{key}.npz.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)  # a full or failing disk must not leave it behind
+            raise
 
     def load_batch(self, key: str) -> StrideBatch:
-        with self.fs.open(self._path("trials", f"{key}.npz"), "rb") as f:
+        """A staged batch; from local disk its arrays are read-only maps of the file, so a
+        writer that needs a few rows of a long trial reads those rows, not the whole trial."""
+        path = self._path("trials", f"{key}.npz")
+        if self.local:
+            mapped = _mapped_npz(path)
+            if mapped is not None:
+                return StrideBatch(**{name: mapped[name] for name in _BATCH_FIELDS})
+        with self.fs.open(path, "rb") as f:
             data = np.load(io.BytesIO(f.read()), allow_pickle=False)
             return StrideBatch(**{name: data[name] for name in _BATCH_FIELDS})
 
@@ -371,6 +397,38 @@ class Staging:
                 failure=" ".join(reason.split()),
             )
             self.write_manifest(manifest)
+
+
+def _mapped_npz(path: str) -> dict[str, np.ndarray] | None:
+    """The arrays of an uncompressed ``.npz`` (as ``np.savez`` writes it) as read-only views
+    of one map of the file; None when a member is compressed or holds Python objects (then
+    ``np.load`` reads it)."""
+    arrays: dict[str, np.ndarray] = {}
+    with open(path, "rb") as f, zipfile.ZipFile(f) as archive:
+        members = archive.infolist()
+        if any(m.compress_type != zipfile.ZIP_STORED for m in members):
+            return None
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        for member in members:
+            f.seek(member.header_offset)
+            local = f.read(_ZIP_LOCAL_HEADER.size)
+            name_length, extra_length = _ZIP_LOCAL_HEADER.unpack(local)[-2:]
+            f.seek(member.header_offset + len(local) + name_length + extra_length)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            if dtype.hasobject:
+                return None
+            arrays[member.filename.removesuffix(".npy")] = np.ndarray(
+                shape, dtype, buffer=mapping, offset=f.tell(), order="F" if fortran else "C"
+            )
+    return arrays
+
+
+# A zip member's local header: signature … file name length, extra field length.
+_ZIP_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 
 
 def _read_json(path: str) -> dict[str, Any] | None:

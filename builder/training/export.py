@@ -1,5 +1,6 @@
 """A trained run as a release folder: ONNX (dynamic batch) checked against PyTorch with
-onnxruntime, TensorRT engines where TensorRT and a GPU are present, and the manifest.
+onnxruntime, for a window model (the hip-moment TCN) its streaming step checked against that
+ONNX on a long sequence, TensorRT engines where TensorRT and a GPU are present, and the manifest.
 
 The manifest's ``files`` (sha256 and size of each file) and ``version`` are filled in by
 ``releases.push``; everything else is written here.
@@ -32,10 +33,19 @@ from builder.errors import TrainingError
 from builder.store.ownership import MARKER, NotOwnedError, claim_local
 from builder.store.staging import nan_to_null
 from builder.training import tensorrt
-from builder.training.reference import Deployable, reference_model
+from builder.training.reference import Deployable, TensorSpec, reference_model
 from builder.training.run import FIGURE, METRICS, load_checkpoint
+from builder.training.streaming import (
+    StreamingMean,
+    StreamingTCN,
+    export_streaming_onnx,
+    state_names,
+    step_model,
+)
 
 ONNX_NAME = "model.onnx"
+STEP_NAME = "model.step.onnx"  # the streaming step of a window model: one sample + state
+STEP_PARITY_EXTRA = 500  # the step is checked over two windows and this many samples more
 MANIFEST = "manifest.json"
 OPSET = 18
 PARITY_BATCHES = (1, 7, 64)
@@ -52,6 +62,7 @@ TENSOR_AXES: dict[str, tuple[str, ...]] = {
     "features": ("batch", "feature"),
     "phase_probability": ("batch", "phase"),
 }
+STATE_AXES = ("batch", "channel", "time")  # a streaming step's state_i and new_state_i
 RELEASE_KIND = "release"  # the ownership marker's kind for a release folder
 SCRATCH_PREFIX = ".export-"  # an export in progress, inside the release folder
 
@@ -94,7 +105,9 @@ def _write_release(
 ) -> dict[str, Any]:
     """The release's files and manifest in ``folder`` (messages name ``out``, where they go)."""
     onnx_path = folder / ONNX_NAME
-    write_onnx(deployable, onnx_path, onnx_metadata(checkpoint, deployable))
+    step = step_form(deployable)
+    metadata = onnx_metadata(checkpoint, deployable) | _step_pointer(step)
+    write_onnx(deployable, onnx_path, metadata)
     parity = check_parity(deployable, onnx_path)
     if parity["max_abs_diff"] > PARITY_TOLERANCE:
         raise TrainingError(
@@ -102,11 +115,15 @@ def _write_release(
             f"{parity['max_abs_diff']:.3g} (> {PARITY_TOLERANCE:g})"
         )
     unsupported = sorted(onnx_operators(onnx_path) - tensorrt.ONNX_PARSER_OPS)
+    step_manifest = _write_step(checkpoint, deployable, step, folder, out)
     engine_report = (
         tensorrt.build_engines(onnx_path, deployable.inputs, folder)
         if engines
         else {"built": [], "skipped": "not asked for (--no-engines)"}
     )
+    if step is not None and engines and not engine_report["skipped"]:
+        step_engines = tensorrt.build_engines(folder / STEP_NAME, step.inputs, folder)
+        engine_report["built"] += step_engines["built"]
     for name in (METRICS, FIGURE):
         if (run / name).exists():
             shutil.copyfile(run / name, folder / name)
@@ -130,6 +147,7 @@ def _write_release(
                 "operators_outside_tensorrt_parser": unsupported,
                 "parity": parity,
             },
+            "step": step_manifest,
             "tensorrt": engine_report,
             "files": {},
         }
@@ -170,12 +188,13 @@ def _owned_release(out: Path) -> set[str]:
 
 
 def _release_files(out: Path) -> set[str]:
-    """What an export writes into ``out``: the fixed names, and the ONNX and engine files its
-    manifest names (engines exist only where TensorRT ran)."""
-    names = {MARKER, MANIFEST, ONNX_NAME, METRICS, FIGURE}
+    """What an export writes into ``out``: the fixed names, and the ONNX, streaming step and
+    engine files its manifest names (engines exist only where TensorRT ran)."""
+    names = {MARKER, MANIFEST, ONNX_NAME, STEP_NAME, METRICS, FIGURE}
     try:
         manifest = json.loads((out / MANIFEST).read_bytes())
         names.add(str(manifest["onnx"]["file"]))
+        names.add(str((manifest.get("step") or {}).get("file", "")))
         names.update(str(engine["file"]) for engine in manifest["tensorrt"]["built"])
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no readable manifest: only the fixed names are known to be the builder's
@@ -207,11 +226,17 @@ def write_onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _export(deployable, examples, path, batch)
+    _annotate(path, metadata, deployable.summary)
+
+
+def _annotate(path: Path, metadata: Mapping[str, str] | None, summary: str) -> None:
+    """``metadata`` as the file's ``metadata_props`` and ``summary`` as its description; the
+    result checked by the ONNX checker."""
     model = onnx.load(str(path))
     if metadata:
         exporter = {prop.key: prop.value for prop in model.metadata_props}  # kept, ours win
         onnx.helper.set_model_props(model, exporter | dict(metadata))
-        model.doc_string = deployable.summary
+        model.doc_string = summary
         onnx.save(model, str(path))
     onnx.checker.check_model(model, full_check=True)
 
@@ -258,6 +283,8 @@ def tensor_axes(name: str, shape: tuple[str | int, ...]) -> tuple[str, ...]:
     """The axis names of a reference model's tensor (TensorSpec gives sizes only); an unknown
     tensor gets "batch", "axis1", "axis2", ..."""
     known = TENSOR_AXES.get(name)
+    if known is None and name.removeprefix("new_").startswith("state_"):
+        known = STATE_AXES
     if known is not None and len(known) == len(shape):
         return known
     return ("batch", *(f"axis{i}" for i in range(1, len(shape))))
@@ -329,3 +356,154 @@ def onnx_operators(path: Path) -> set[str]:
     for function in model.functions:
         found.update(node.op_type for node in function.node)
     return found
+
+
+@dataclass(frozen=True)
+class Step:
+    """The streaming step of a window model: ``inputs`` are the newest sample then the states,
+    ``outputs`` the model's output then the new states (batch 1, fixed)."""
+
+    module: StreamingTCN | StreamingMean
+    window: int  # the windowed model's samples (its receptive field)
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+def step_form(deployable: Deployable) -> Step | None:
+    """The streaming step of a window model (one input ``(batch, channels, window)``); None
+    for a network that maps one sample's inputs to its outputs already (it is its own step)."""
+    module = step_model(deployable.module)
+    if module is None:
+        return None
+    (window_spec,), (output,) = deployable.inputs, deployable.outputs
+    window = int(window_spec.shape[-1])
+    sample = TensorSpec(
+        window_spec.name,
+        (1, *window_spec.shape[1:-1], 1),
+        window_spec.units,
+        "the newest sample only, one per call (the earlier ones are in the state)",
+    )
+    names = state_names(module)
+    shapes = module.state_shapes(1)
+    states = [
+        TensorSpec(
+            name,
+            shape,
+            "1",
+            f"last {shape[2]} inputs of block {i} (standardised); zeros at the start of a "
+            f"stream, then the previous call's new_{name}",
+        )
+        for i, (name, shape) in enumerate(zip(names, shapes, strict=True))
+    ]
+    new_states = [
+        TensorSpec(f"new_{s.name}", s.shape, s.units, f"{s.name} for the next call") for s in states
+    ]
+    now = TensorSpec(output.name, (1, *output.shape[1:]), output.units, output.description)
+    return Step(module.eval(), window, [sample, *states], [now, *new_states])
+
+
+def _step_pointer(step: Step | None) -> dict[str, str]:
+    """Where a control loop's per-sample step is (metadata of ``model.onnx``)."""
+    if step is None:
+        return {"step": ONNX_NAME, "step.kind": "stateless: this file at batch 1 is the step"}
+    return {"step": STEP_NAME, "step.kind": "streaming: one new sample and the state per call"}
+
+
+def step_usage(step: Step) -> str:
+    """How to call the streaming step, in one paragraph (metadata and manifest)."""
+    sample, *states = step.inputs
+    output = step.outputs[0]
+    return (
+        f"Call once per new sample, in time order: {sample.name} {list(sample.shape)} is the "
+        f"newest sample; each of {', '.join(s.name for s in states)} is the new_<name> output of "
+        f"the previous call, zeros of its shape at the start of a stream. {output.name} equals "
+        f"{ONNX_NAME} over the last {step.window} samples once {step.window - 1} samples have "
+        f"been fed; the first {step.window - 1} outputs are warm-up (zero padding, not history). "
+        "One state per stream; batch 1."
+    )
+
+
+def _write_step(
+    checkpoint: dict[str, Any],
+    deployable: Deployable,
+    step: Step | None,
+    folder: Path,
+    out: Path,
+) -> dict[str, Any]:
+    """The streaming step beside ``model.onnx`` for a window model, checked against it over a
+    long sequence; the manifest's ``step`` entry (for other models: ``model.onnx`` itself)."""
+    if step is None:
+        return {"file": ONNX_NAME, "kind": "stateless", "usage": _step_pointer(None)["step.kind"]}
+    path = folder / STEP_NAME
+    state = [
+        {"input": s.name, "output": f"new_{s.name}", "shape": list(s.shape), "initial": "zeros"}
+        for s in step.inputs[1:]
+    ]
+    metadata = onnx_metadata(
+        checkpoint, Deployable(step.module, step.inputs, step.outputs, deployable.summary)
+    ) | {
+        "batch_axis": "0 (fixed: 1, one stream per state)",
+        "step": STEP_NAME,
+        "step.kind": "streaming",
+        "streaming": step_usage(step),
+        "windowed": ONNX_NAME,
+        "receptive_field": str(step.window),
+        "state": json.dumps(state),
+        "state.initial": "zeros",
+    }
+    export_streaming_onnx(step.module, str(path), step.inputs[0].name, step.outputs[0].name)
+    _annotate(path, metadata, f"{deployable.summary}; streaming step")
+    parity = check_step_parity(folder / ONNX_NAME, path, step.window)
+    if parity["max_abs_diff"] > PARITY_TOLERANCE:
+        raise TrainingError(
+            f"{out / STEP_NAME}: the streaming step differs from {ONNX_NAME} by "
+            f"{parity['max_abs_diff']:.3g} (> {PARITY_TOLERANCE:g}) over "
+            f"{parity['samples_compared']} samples after the first window"
+        )
+    operators = onnx_operators(path)
+    return {
+        "file": STEP_NAME,
+        "kind": "streaming",
+        "usage": step_usage(step),
+        "inputs": [spec.as_dict() for spec in step.inputs],
+        "outputs": [spec.as_dict() for spec in step.outputs],
+        "state": state,
+        "receptive_field": step.window,
+        "opset": OPSET,
+        "operators": sorted(operators),
+        "operators_outside_tensorrt_parser": sorted(operators - tensorrt.ONNX_PARSER_OPS),
+        "parity": parity,
+    }
+
+
+def check_step_parity(windowed: Path, step: Path, window: int, seed: int = 0) -> dict[str, Any]:
+    """Max abs difference between the streaming step fed a seeded sequence of
+    ``2 * window + STEP_PARITY_EXTRA`` samples one at a time from zero states, and the windowed
+    ONNX over the last ``window`` samples at each sample after the first window (both in
+    onnxruntime, inputs scaled to the range of joint angles)."""
+    stepper, whole = session(step), session(windowed)
+    sample, *states = stepper.get_inputs()
+    length = 2 * window + STEP_PARITY_EXTRA
+    x = (30.0 * np.random.default_rng(seed).standard_normal((1, sample.shape[1], length))).astype(
+        np.float32
+    )
+    memory = [np.zeros(s.shape, np.float32) for s in states]
+    names = [s.name for s in states]
+    outputs = []
+    for t in range(length):
+        output, *memory = stepper.run(
+            None, {sample.name: x[:, :, t : t + 1], **dict(zip(names, memory, strict=True))}
+        )
+        outputs.append(output[0])
+    windows = np.lib.stride_tricks.sliding_window_view(x[0], window, axis=1)  # (c, n, window)
+    (expected,) = whole.run(None, {whole.get_inputs()[0].name: windows.transpose(1, 0, 2).copy()})
+    got = np.array(outputs[window - 1 :])
+    if got.shape != expected.shape:
+        raise TrainingError(f"{step}: output shape {got.shape[1:]} != {expected.shape[1:]}")
+    return {
+        "against": ONNX_NAME,
+        "max_abs_diff": float(np.max(np.abs(got - expected))),
+        "samples": length,
+        "samples_compared": len(got),
+        "tolerance": PARITY_TOLERANCE,
+    }

@@ -69,6 +69,12 @@ def push(
         )
     # the ownership marker says who made the folder; it is not part of the release
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST, MARKER))
+    absent = sorted(named_files(manifest) - {p.name for p in files})
+    if absent:
+        raise TrainingError(
+            f"{folder}: {MANIFEST} names {', '.join(absent)}, which the folder lacks; nothing "
+            "was pushed (export again)"
+        )
     manifest = manifest | {
         "version": version,
         "files": {
@@ -113,6 +119,10 @@ def pull(
     present = {Path(p).name for p in fs.ls(source, detail=False)} - {MANIFEST, MARKER}
     problems = [f"{name} is missing" for name in sorted(set(listed) - present)]
     problems += [f"{name} is not in the manifest" for name in sorted(present - set(listed))]
+    unlisted = named_files(release.manifest) - set(listed)
+    problems += [
+        f"{name} is named by the manifest but has no sha256 in it" for name in sorted(unlisted)
+    ]
     final = dest / f"{model}-{version}"
     dest.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=dest, prefix=".pull-"))
@@ -214,6 +224,16 @@ def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
         if not isinstance(entry.get("sha256"), str):
             raise TrainingError(f"{where}: files entry {name!r} has no sha256")
     return manifest
+
+
+def named_files(manifest: dict[str, Any]) -> set[str]:
+    """The files a manifest says the release is made of: the ONNX, the streaming step (a
+    window model's; other models name ``model.onnx`` again) and the engines."""
+    entries = [manifest.get("onnx"), manifest.get("step")]
+    engines = manifest.get("tensorrt")
+    if isinstance(engines, dict) and isinstance(engines.get("built"), list):
+        entries += engines["built"]
+    return {e["file"] for e in entries if isinstance(e, dict) and isinstance(e.get("file"), str)}
 
 
 def _sha256(data: bytes) -> str:

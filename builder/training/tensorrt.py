@@ -51,16 +51,19 @@ def unavailable() -> str | None:
 
 
 def build_engines(onnx_path: Path, inputs: list[TensorSpec], out: Path) -> dict[str, Any]:
-    """fp32 and fp16 engines beside the ONNX, each timed at batch 1; or why not."""
+    """fp32 and fp16 engines beside the ONNX (``<stem>.<precision>.engine``: model.onnx gives
+    model.fp32.engine, model.step.onnx model.step.fp32.engine), each timed at batch 1; or why
+    not."""
     reason = unavailable()
     if reason:
         return {"built": [], "skipped": reason}
     trt = importlib.import_module("tensorrt")
     built = []
     for precision in ("fp32", "fp16"):
-        path = out / f"model.{precision}.engine"
+        path = out / f"{onnx_path.stem}.{precision}.engine"
         build_engine(trt, onnx_path, inputs, path, fp16=precision == "fp16")
-        built.append({"precision": precision, "file": path.name} | time_engine(trt, path, inputs))
+        entry = {"precision": precision, "file": path.name, "onnx": onnx_path.name}
+        built.append(entry | time_engine(trt, path, inputs))
     return {
         "built": built,
         "skipped": None,
@@ -83,10 +86,12 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 28)
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    for spec in inputs:
-        profile.set_shape(spec.name, _shape(spec, 1), _shape(spec, 1), _shape(spec, MAX_BATCH))
-    config.add_optimization_profile(profile)
+    dynamic = [spec for spec in inputs if "batch" in spec.shape]  # a step's inputs are fixed
+    if dynamic:
+        profile = builder.create_optimization_profile()
+        for spec in dynamic:
+            profile.set_shape(spec.name, _shape(spec, 1), _shape(spec, 1), _shape(spec, MAX_BATCH))
+        config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise RuntimeError(
@@ -102,7 +107,8 @@ def time_engine(trt: Any, path: Path, inputs: list[TensorSpec]) -> dict[str, flo
     context = engine.create_execution_context()
     buffers = []
     for spec in inputs:
-        context.set_input_shape(spec.name, _shape(spec, 1))
+        if "batch" in spec.shape:
+            context.set_input_shape(spec.name, _shape(spec, 1))
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         tensor = torch.randn(tuple(context.get_tensor_shape(name)), device="cuda")

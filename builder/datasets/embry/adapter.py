@@ -8,7 +8,9 @@ the whole dataset, so one file gives one recording per (subject, trial) with its
 subject, trial, activity token (incline part of the trial name, mapped by the catalogue's
 ``activity_map``), speed and incline from the trial name (``s1x2d7x5`` = 1.2 m/s, −7.5°),
 checked against the trial's ``description`` cell. It is read lazily with h5py (the real file
-is several GB): HDF5 arrays are MATLAB's transposed, so (points × strides) reads as (strides,
+is several GB, ~26 k strides), and the catalogue makes one row (one task) per subject
+(``parts``: the groups of ``Gaitcycle``, names only), which reads that subject's trials
+alone. HDF5 arrays are MATLAB's transposed, so (points × strides) reads as (strides,
 points); strings and cells are object references. Strides listed in ``stepsout`` (outliers
 per the authors, 1-based) are left out with a note. EMG channels RF, TA, BF, GC per leg; GC
 feeds the gastrocnemius medialis slot (the head is an assumption).
@@ -23,7 +25,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from builder.datasets.base import SourceAdapter
+from builder.datasets.base import FilePart, SourceAdapter
 from builder.datasets.gregg_lab import (
     GreggLabOptions,
     TrialProblem,
@@ -34,6 +36,7 @@ from builder.datasets.gregg_lab import (
 )
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
+from builder.formats.matlab import LazyMat
 from builder.records import TrialRecording, TrialSpec
 
 # --- Embry: MATLAB v7.3 via h5py -----------------------------------------------------------------
@@ -88,24 +91,31 @@ class EmbryAdapter(SourceAdapter[GreggLabOptions]):
     options_model = GreggLabOptions
     emg_kinds = frozenset({"envelope"})
 
+    def parts(
+        self, url: str, options: GreggLabOptions, files: FileAccess
+    ) -> list[FilePart] | None:
+        """One part per subject (``Gaitcycle/<AB>``): the file holds the whole dataset."""
+        with _open(files, url) as mat:
+            return [
+                FilePart(f"{_SECTION}/{subject}", {"subject": subject})
+                for subject in _subjects(mat.h5, url)
+            ]
+
     def read(
         self, spec: TrialSpec, options: GreggLabOptions, files: FileAccess
     ) -> list[TrialRecording]:
-        local = files.local_path(spec.url)
-        try:
-            h5 = h5py.File(local, "r")
-        except OSError as error:
-            reason = " ".join(str(error).split())
-            raise SourceError(spec.url, f"not a MATLAB v7.3 (HDF5) file ({reason})") from None
-        with h5:
-            root = h5.get("Gaitcycle")
-            if not isinstance(root, h5py.Group):
-                raise SourceError(spec.url, f"no Gaitcycle struct; found {sorted(h5)[:8]}")
+        with _open(files, spec.url) as mat:
+            h5 = mat.h5
+            subjects = _subjects(h5, spec.url)
+            if spec.part:  # one subject of the file (a part the catalogue listed)
+                wanted = spec.part.removeprefix(f"{_SECTION}/")
+                if wanted not in subjects:
+                    raise SourceError(spec.url, f"no subject {spec.part}; found {subjects[:8]}")
+                subjects = [wanted]
+            root = h5[_SECTION]
             recordings, problems = [], []
-            for subject in sorted(root):
+            for subject in subjects:
                 group = root[subject]
-                if not isinstance(group, h5py.Group):
-                    continue
                 for trial in sorted(k for k in group if k != "subjectdetails"):
                     if not isinstance(group[trial], h5py.Group):
                         continue
@@ -165,6 +175,25 @@ class EmbryAdapter(SourceAdapter[GreggLabOptions]):
         }
         recording = gregg_recording(TrialSource(fetch, "/"), options, spec, meta, outliers)
         return dataclasses.replace(recording, notes=(*notes, *recording.notes))
+
+
+_SECTION = "Gaitcycle"
+
+
+def _open(files: FileAccess, url: str) -> LazyMat:
+    """The file, opened lazily (h5py reads only the groups and datasets asked for)."""
+    mat = LazyMat.open(files, url)
+    if mat is None:
+        raise SourceError(url, "not a MATLAB v7.3 (HDF5) file")
+    return mat
+
+
+def _subjects(h5: h5py.File, url: str) -> list[str]:
+    """The subjects of the Gaitcycle section (its groups), sorted; names only."""
+    root = h5.get(_SECTION)
+    if not isinstance(root, h5py.Group):
+        raise SourceError(url, f"no {_SECTION} struct; found {sorted(h5)[:8]}")
+    return sorted(name for name in root if isinstance(root[name], h5py.Group))
 
 
 def _speed_incline(trial: str, layout: dict[str, Any]) -> tuple[str, float, float]:

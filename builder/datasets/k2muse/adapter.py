@@ -1,8 +1,10 @@
 """K2MUSE (Li et al., arXiv 2504.14602 / IJRR 2026): processed per-participant MAT files.
 
-One catalogue row per ``ProcessedData/<participant>.mat`` (MAT v7.3, read through
-:func:`builder.formats.matlab.load_mat`, which takes v5 as well); one
-:class:`TrialRecording` per ``(Condition).(Mode).(Speed).(Trial)``.
+One catalogue row per ``ProcessedData/<participant>.mat`` — or, for a file above the
+catalogue's split size, one row per trial (``parts``) — and one :class:`TrialRecording` per
+``(Condition).(Mode).(Speed).(Trial)``. A MAT v7.3 file (several GB per participant) is read
+one trial's subtree at a time (:class:`builder.formats.matlab.LazyMat`); v5 is loaded whole
+(:func:`builder.formats.matlab.load_mat`), with the same values.
 
 What is read, and why:
 
@@ -58,13 +60,13 @@ from builder.conventions import (
     emg_factor,
     moment_factor,
 )
-from builder.datasets.base import AdapterOptions, SourceAdapter
+from builder.datasets.base import AdapterOptions, FilePart, SourceAdapter
 from builder.datasets.mapping import joint_array, muscle_matrix
 from builder.datasets.options import DatasetOptions, EmgMap, JointMap
 from builder.datasets.segments import crop
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.formats.matlab import field, load_mat
+from builder.formats.matlab import LazyMat, field, load_mat
 from builder.processing.checks import (
     check_sagittal_signs,
     cycle_window,
@@ -115,55 +117,69 @@ class K2museAdapter(SourceAdapter[K2museOptions]):
     options_model = K2museOptions
     emg_kinds = frozenset({"raw"})
 
+    def parts(self, url: str, options: K2museOptions, files: FileAccess) -> list[FilePart] | None:
+        """One part per trial (``<Condition>/<Mode>/<Speed>/<Trial>``, in ``read``'s order): a
+        participant's file holds hundreds of trials, several GB. MAT v5 files are read
+        whole (None)."""
+        mat = LazyMat.open(files, url)
+        if mat is None:
+            return None
+        with mat:
+            tree = _Tree(url, lazy=mat)
+            return [FilePart(where, {"trial": where}) for where in tree.trials(_trial_number)]
+
     def read(
         self, spec: TrialSpec, options: K2museOptions, files: FileAccess
     ) -> list[TrialRecording]:
         url = spec.url
         population = _population(spec.subject, options.layout.populations, url)
-        data = load_mat(files.local_path(url), url, variables=["OriginalData", "NormalizedData"])
-        original = field(data, "OriginalData", url, why="continuous signals")
-        normalized = data.get("NormalizedData") or {}
-        layout = options.layout
+        mat = LazyMat.open(files, url)
+        if mat is None:  # MAT v5: read whole
+            data = load_mat(files.local_path(url), url, variables=list(_VARIABLES))
+            return self._read(spec, options, _Tree(url, whole=data), population)
+        with mat:
+            return self._read(spec, options, _Tree(url, lazy=mat), population)
+
+    def _read(
+        self, spec: TrialSpec, options: K2museOptions, tree: _Tree, population: str
+    ) -> list[TrialRecording]:
+        url, layout = spec.url, options.layout
         recordings: list[TrialRecording] = []
         notes: list[str] = []
         units: set[str] = set()
-        for condition in sorted(original):
+        for where in [spec.part] if spec.part else tree.trials(_trial_number):
+            condition, mode, speed, _ = tree.split(where)
             if condition not in layout.conditions:
                 raise SourceError(
                     url, f"condition {condition!r} is not one of {sorted(layout.conditions)}"
                 )
-            for mode in sorted(original[condition]):
-                if mode not in layout.incline_codes or mode not in spec.activity_map:
-                    raise SourceError(
-                        url,
-                        f"mode {mode!r} is not one of {sorted(layout.incline_codes)} (with "
-                        "an activity in metadata.activity_map)",
-                    )
-                for speed in sorted(original[condition][mode]):
-                    if speed not in layout.speed_codes:
-                        raise SourceError(
-                            url, f"speed {speed!r} is not one of {sorted(layout.speed_codes)}"
-                        )
-                    trials = original[condition][mode][speed]
-                    for trial in sorted(trials, key=_trial_number(url)):
-                        where = f"{condition}/{mode}/{speed}/{trial}"
-                        norm = _get(normalized, condition, mode, speed, trial)
-                        if norm is None:
-                            notes.append(f"{where}: no NormalizedData (no stride events), left out")
-                            continue
-                        reader = _Trial(url, where, options, trials[trial], norm)
-                        recording = reader.recording(
-                            meta={
-                                "activity": mode,
-                                "trial": where,
-                                "speed_mps": layout.speed_codes[speed],
-                                "incline_deg": layout.incline_codes[mode],
-                                "condition": layout.conditions[condition],
-                                "population": population,
-                            }
-                        )
-                        recordings.append(recording)
-                        units.add(reader.emg_unit)
+            if mode not in layout.incline_codes or mode not in spec.activity_map:
+                raise SourceError(
+                    url,
+                    f"mode {mode!r} is not one of {sorted(layout.incline_codes)} (with "
+                    "an activity in metadata.activity_map)",
+                )
+            if speed not in layout.speed_codes:
+                raise SourceError(
+                    url, f"speed {speed!r} is not one of {sorted(layout.speed_codes)}"
+                )
+            norm = tree.normalized(where)
+            if norm is None:
+                notes.append(f"{where}: no NormalizedData (no stride events), left out")
+                continue
+            reader = _Trial(url, where, options, tree.original(where), norm)
+            recording = reader.recording(
+                meta={
+                    "activity": mode,
+                    "trial": where,
+                    "speed_mps": layout.speed_codes[speed],
+                    "incline_deg": layout.incline_codes[mode],
+                    "condition": layout.conditions[condition],
+                    "population": population,
+                }
+            )
+            recordings.append(recording)
+            units.add(reader.emg_unit)
         if not recordings:
             raise SourceError(url, "no trial with stride events; " + "; ".join(notes))
         if units - {""}:
@@ -171,6 +187,63 @@ class K2museAdapter(SourceAdapter[K2museOptions]):
         # File-level notes travel with the first recording into the build report.
         recordings[0] = dataclasses.replace(recordings[0], notes=tuple(notes) + recordings[0].notes)
         return recordings
+
+
+_VARIABLES = ("OriginalData", "NormalizedData")
+
+
+class _Tree:
+    """``OriginalData`` / ``NormalizedData`` of a participant's file, by trial path
+    ``<Condition>/<Mode>/<Speed>/<Trial>``: loaded whole (MAT v5) or read one trial's subtree
+    at a time (v7.3, :class:`LazyMat`); both give the same values."""
+
+    def __init__(self, url: str, *, whole: dict | None = None, lazy: LazyMat | None = None):
+        self.url, self.whole, self.lazy = url, whole, lazy
+        self.top: dict = {}
+        if whole is not None:
+            self.top = field(whole, "OriginalData", url, why="continuous signals")
+        elif lazy is not None and not lazy.has("OriginalData"):
+            raise SourceError(
+                url, f"no field OriginalData (continuous signals); found {lazy.names()}"
+            )
+
+    def _names(self, keys: tuple[str, ...]) -> list[str]:
+        if self.lazy is not None:
+            return sorted(self.lazy.names("/".join(("OriginalData", *keys))))
+        node = _get(self.top, *keys)
+        return sorted(node) if isinstance(node, dict) else []
+
+    def trials(self, trial_key: Any) -> list[str]:
+        """Every trial path, in the order the adapter reads them."""
+        out = []
+        for condition in self._names(()):
+            for mode in self._names((condition,)):
+                for speed in self._names((condition, mode)):
+                    names = self._names((condition, mode, speed))
+                    for trial in sorted(names, key=trial_key(self.url)):
+                        out.append(f"{condition}/{mode}/{speed}/{trial}")
+        return out
+
+    def split(self, where: str) -> tuple[str, str, str, str]:
+        keys = where.split("/")
+        if len(keys) != 4:
+            raise SourceError(self.url, f"{where!r} is not <Condition>/<Mode>/<Speed>/<Trial>")
+        return keys[0], keys[1], keys[2], keys[3]
+
+    def original(self, where: str) -> dict:
+        if self.lazy is not None:
+            value = self.lazy.load(f"OriginalData/{where}")
+        else:
+            value = _get(self.top, *where.split("/"))
+        if not isinstance(value, dict):
+            raise SourceError(self.url, f"{where}: OriginalData of the trial is not a struct")
+        return value
+
+    def normalized(self, where: str) -> dict | None:
+        if self.lazy is not None:
+            path = f"NormalizedData/{where}"
+            return self.lazy.load(path) if self.lazy.has(path) else None
+        return _get((self.whole or {}).get("NormalizedData") or {}, *where.split("/"))
 
 
 def _population(subject: str, patterns: dict[str, str], url: str) -> str:

@@ -74,8 +74,10 @@ def _resample(data: np.ndarray, first: int, last: int, points: int = 200) -> np.
 
 
 def _trial(
-    subject: str, height: float, mass: float, seed: int, key: tuple
+    subject: str, height: float, mass: float, seed: int, key: tuple, n_strides: int = N_STRIDES
 ) -> tuple[dict, dict | None, dict]:
+    """One trial's OriginalData and NormalizedData (None for :data:`NO_NORMALIZED`) and its
+    strides per side; ``n_strides`` simulated (real-size generators ask for more)."""
     condition, mode, speed_code, number = key
     activity, incline = MODES[mode]
     params = SubjectParams.generate(subject, height, mass, seed)
@@ -84,7 +86,7 @@ def _trial(
         activity=activity,
         speed_mps=SPEEDS[speed_code],
         incline_deg=incline,
-        n_strides={NO_NORMALIZED: 2, GAP: N_STRIDES + 1}.get((subject, *key), N_STRIDES),
+        n_strides={NO_NORMALIZED: 2, GAP: N_STRIDES + 1}.get((subject, *key), n_strides),
         seed=seed * 100 + number + 7 * list(MODES).index(mode),
         point_rate_hz=RATE_HZ,
         analog_rate_hz=EMG_HZ,
