@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,8 @@ def test_expands_one_row_per_file_with_parsed_fields(tmp_path: Path) -> None:
         tmp_path / "raw", "S02/up_v1.00_t01.c3d", "S01/walk_v1.20_t02.c3d", "S01/walk_v1.20_t01.c3d"
     )
     touch(tmp_path / "raw", "S01/notes.txt")  # does not match the pattern
+    for name in ("S01/walk_v1.20_t01.c3d", "S01/walk_v1.20_t02.c3d"):  # same size, same time
+        os.utime(tmp_path / "raw" / name, ns=(1_700_000_000 * 10**9,) * 2)
     trials, unavailable = expand_trials(load_catalog(write_catalog(tmp_path, {"lab": ENTRY})))
     assert unavailable == []
     assert [(t.subject, t.trial) for t in trials] == [
