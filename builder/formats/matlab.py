@@ -113,7 +113,7 @@ class LazyMat:
     def is_struct(self, path: str) -> bool:
         """Whether ``path`` is a scalar struct (a group whose names are its fields)."""
         found = self.h5.get(path.replace(".", "/"))
-        return isinstance(found, h5py.Group) and _matlab_class(found) == "struct"
+        return isinstance(found, h5py.Group) and matlab_class(found) == "struct"
 
     def load(self, path: str) -> Any:
         """The value at ``path``, simplified as :func:`load_mat` simplifies it."""
@@ -158,7 +158,8 @@ def _has_signature(f: IO[bytes]) -> bool:
     return False
 
 
-def _matlab_class(node: h5py.HLObject) -> str:
+def matlab_class(node: h5py.HLObject) -> str:
+    """The MATLAB class a v7.3 file records for an HDF5 object ("" where none)."""
     value = node.attrs.get("MATLAB_class", b"")
     return value.decode() if isinstance(value, bytes) else str(value)
 

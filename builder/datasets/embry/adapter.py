@@ -36,7 +36,7 @@ from builder.datasets.gregg_lab import (
 )
 from builder.errors import SourceError
 from builder.formats.files import FileAccess
-from builder.formats.matlab import LazyMat
+from builder.formats.matlab import LazyMat, matlab_class
 from builder.records import TrialRecording, TrialSpec
 
 # --- Embry: MATLAB v7.3 via h5py -----------------------------------------------------------------
@@ -47,16 +47,11 @@ _NUMERIC_CLASSES = frozenset(
 )
 
 
-def _matlab_class(node: h5py.HLObject) -> str:
-    value = node.attrs.get("MATLAB_class", b"")
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def h5_array(node: Any, path: str) -> np.ndarray:
     """A MATLAB numeric or logical array as float, in h5py's (transposed) orientation."""
     if not isinstance(node, h5py.Dataset):
         raise TrialProblem(f"{path} is a struct, expected a numeric array")
-    cls = _matlab_class(node)
+    cls = matlab_class(node)
     if node.attrs.get("MATLAB_empty", 0):
         return np.empty((0, 0))
     if cls not in _NUMERIC_CLASSES and cls != "logical":
@@ -66,7 +61,7 @@ def h5_array(node: Any, path: str) -> np.ndarray:
 
 def h5_cell(h5: h5py.File, node: Any, path: str) -> list[list[Any]]:
     """A cell array as MATLAB rows of str / float (items are object references)."""
-    if not isinstance(node, h5py.Dataset) or _matlab_class(node) != "cell":
+    if not isinstance(node, h5py.Dataset) or matlab_class(node) != "cell":
         raise TrialProblem(f"{path} is not a cell array")
     if node.attrs.get("MATLAB_empty", 0):
         return []
@@ -76,7 +71,7 @@ def h5_cell(h5: h5py.File, node: Any, path: str) -> list[list[Any]]:
         items: list[Any] = []
         for ref in row:
             target = h5[ref]
-            if _matlab_class(target) == "char":
+            if matlab_class(target) == "char":
                 codes = np.asarray(target[()]).T.ravel()
                 items.append("".join(chr(int(c)) for c in codes))
             else:
@@ -164,7 +159,7 @@ class EmbryAdapter(SourceAdapter[GreggLabOptions]):
             except TrialProblem as problem:  # an optional list: keep the strides, say so
                 notes.append(f"{side}: outlier list unreadable, no stride left out ({problem})")
                 continue
-            logical = _matlab_class(group[path]) == "logical"
+            logical = matlab_class(group[path]) == "logical"
             outliers[side] = _outlier_indices(values, path, logical=logical)
         meta = {
             "subject": subject,
