@@ -38,7 +38,7 @@ from builder.training.export import (
 from builder.training.nets import CausalTCN, FeatureMLP, mlp, torque_based_emg
 from builder.training.onnx_step import BoundStep
 from builder.training.reference import Deployable, emg_torque, gait_phase, reference_model
-from builder.training.reference.hip_moment import CHANNELS, DILATIONS, KERNEL, RECEPTIVE_FIELD
+from builder.training.reference.hip_moment import CHANNELS, DILATIONS, KERNEL, run_config
 from builder.training.streaming import export_streaming_onnx
 
 WARM_UP, ROUNDS = 2_000, 20
@@ -75,14 +75,7 @@ def _deployables() -> dict[str, Deployable]:
     }
     for members in (1, 3):
         modes = list(MODES[:members])
-        config = {
-            "rate_hz": 100.0,
-            "channels": CHANNELS,
-            "kernel": KERNEL,
-            "dilations": list(DILATIONS),
-            "receptive_field": RECEPTIVE_FIELD,
-            "modes": {"S": modes},
-        }
+        config = run_config({"S": modes})
         weights = {
             f"S|{mode}": CausalTCN([20.0], [15.0], 1, CHANNELS, KERNEL, DILATIONS).state_dict()
             for mode in modes

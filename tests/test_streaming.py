@@ -128,16 +128,9 @@ MODES = ["walk", "ramp_ascent", "ramp_descent"]
 @pytest.fixture(scope="module")
 def hip_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A hip-moment run of the reference architecture, three untrained mode models."""
-    from builder.training.reference.hip_moment import CHANNELS, KERNEL, RECEPTIVE_FIELD
+    from builder.training.reference.hip_moment import run_config
 
-    config = {
-        "rate_hz": 100.0,
-        "channels": CHANNELS,
-        "kernel": KERNEL,
-        "dilations": list(DILATIONS),
-        "receptive_field": RECEPTIVE_FIELD,
-        "modes": {"S01": MODES},
-    }
+    config = run_config({"S01": MODES})
     weights = {f"S01|{mode}": _tcn(seed).state_dict() for seed, mode in enumerate(MODES)}
     run = tmp_path_factory.mktemp("hip-run")
     torch.save({"model": "hip-moment", "config": config, "weights": weights}, run / "checkpoint.pt")

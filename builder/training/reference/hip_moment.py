@@ -144,14 +144,7 @@ class HipMoment:
             )
         metrics = _metrics(scores, out_of_fold)
         return Trained(
-            config={
-                "rate_hz": RATE_HZ,
-                "channels": CHANNELS,
-                "kernel": KERNEL,
-                "dilations": list(DILATIONS),
-                "receptive_field": RECEPTIVE_FIELD,
-                "modes": modes_of,
-            },
+            config=run_config(modes_of),
             weights=weights,
             metrics=metrics,
             figure=_figure(out_of_fold, metrics),
@@ -193,6 +186,18 @@ class HipMoment:
             ],
             summary=f"{self.summary}; subject {subject}",
         )
+
+
+def run_config(modes_of: dict[str, list[str]]) -> dict[str, Any]:
+    """A hip-moment run's config: the architecture and, per subject, its mode models."""
+    return {
+        "rate_hz": RATE_HZ,
+        "channels": CHANNELS,
+        "kernel": KERNEL,
+        "dilations": list(DILATIONS),
+        "receptive_field": RECEPTIVE_FIELD,
+        "modes": modes_of,
+    }
 
 
 def _subject_series(
